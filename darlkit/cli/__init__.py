@@ -1,0 +1,64 @@
+"""The ``darlkit`` command line (also ``python -m darlkit``).
+
+Each sub-command lives in its own module of this package and exposes two functions:
+``add_parser(subparsers)`` (registers its arguments) and ``run(args) -> int``.
+Errors caused by bad arguments or bad files are reported as one clear line on stderr
+with exit status 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main", "build_parser", "CLIError"]
+
+#: Sub-command modules of :mod:`darlkit.cli`, in the order ``darlkit --help`` lists them.
+COMMANDS: tuple[str, ...] = ()
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the ``darlkit`` argument parser with every sub-command registered.
+
+    Returns:
+        The top-level :class:`argparse.ArgumentParser`.
+    """
+    from darlkit import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="darlkit",
+        description="DARL: self-supervised vessel segmentation with diffusion adversarial learning.",
+    )
+    parser.add_argument("--version", action="version", version=f"darlkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"darlkit.cli.{name}")
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``darlkit`` command line.
+
+    Args:
+        argv: Arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        The process exit status (0 on success, 2 on a usage or input error).
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.run(args) or 0)
+    except (CLIError, ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:
+        print(f"darlkit {args.command}: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,3 @@
+"""darlkit.data (filled in by its issue)."""
+
+__all__: list[str] = []

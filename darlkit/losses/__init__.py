@@ -1,0 +1,3 @@
+"""darlkit.losses (filled in by its issue)."""
+
+__all__: list[str] = []

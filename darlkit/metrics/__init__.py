@@ -1,0 +1,3 @@
+"""darlkit.metrics (filled in by its issue)."""
+
+__all__: list[str] = []

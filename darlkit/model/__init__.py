@@ -1,0 +1,3 @@
+"""darlkit.model (filled in by its issue)."""
+
+__all__: list[str] = []
