@@ -1,3 +1,34 @@
-"""darlkit.training (filled in by its issue)."""
+"""darlkit.training: TrainConfig presets, DARLTrainer, crash-safe checkpoints, EMA and DDP.
 
-__all__: list[str] = []
+``DARLTrainer`` runs the paper's alternating optimisation (generator step, then
+discriminator step) with mixed precision, EMA, gradient clipping, validation, resumable
+checkpoints and multi-process (``torchrun``) data parallelism.
+"""
+
+from darlkit.training.checkpoint import (
+    CHECKPOINT_FORMAT,
+    get_rng_state,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
+from darlkit.training.config import AMP_MODES, PRESETS, TrainConfig
+from darlkit.training.networks import build_networks
+from darlkit.training.trainer import DARLTrainer, StepSampler, collate, save_figure, segment_image
+
+__all__ = [
+    "TrainConfig",
+    "PRESETS",
+    "AMP_MODES",
+    "build_networks",
+    "DARLTrainer",
+    "StepSampler",
+    "segment_image",
+    "collate",
+    "save_figure",
+    "CHECKPOINT_FORMAT",
+    "save_checkpoint",
+    "load_checkpoint",
+    "get_rng_state",
+    "set_rng_state",
+]

@@ -1,0 +1,276 @@
+"""Training configuration: the paper's defaults and a tiny CPU preset."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["TrainConfig", "PRESETS", "AMP_MODES"]
+
+#: Accepted values of ``TrainConfig.amp``.
+AMP_MODES: tuple[str, ...] = ("none", "bf16", "fp16")
+
+#: Names accepted by ``TrainConfig.preset``.
+PRESETS: tuple[str, ...] = ("paper", "tiny")
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a DARL training run.
+
+    The defaults are the paper's (SPEC "Training"): Adam with lr 5e-6 and betas (0.5, 0.999)
+    for the diffusion module + generator and for both discriminators, alpha = 0.2 (adversarial
+    weight), beta = 5.0 (cycle weight), a 50-image history pool, ``t_a`` drawn from
+    ``{0, ..., t_a_max - 1}`` with ``t_a_max = 200``, batch 1, 256x256 crops, the official network
+    widths and T = 2000 linear diffusion steps. ``TrainConfig.preset("tiny")`` returns a
+    configuration that trains in minutes on a CPU (smaller crops and networks, a higher learning
+    rate, a larger batch); every loss term of the method is kept.
+
+    The configuration is plain data (ints, floats, strings, bools, tuples), so it round-trips
+    through :meth:`to_dict` / :meth:`from_dict` and is stored in checkpoints without pickling
+    Python objects.
+
+    Attributes:
+        preset: Name of the preset the configuration started from (informational).
+        image_size: Side of the square training crops (pixels).
+        batch_size: Images per step and process (the global batch is ``batch_size * world_size``).
+        lr: Adam learning rate of the diffusion module + generator.
+        lr_d: Adam learning rate of the two discriminators.
+        betas: Adam betas of both optimisers.
+        alpha: Weight of the generator's LSGAN terms.
+        beta: Weight of the cycle loss.
+        pool_size: History-pool size for discriminator fakes (0 disables the pool).
+        t_a_max: ``t_a`` is drawn uniformly from ``{0, ..., t_a_max - 1}``.
+        num_timesteps: Diffusion steps T (``t_b`` is drawn from ``{0, ..., T - 1}``).
+        beta_schedule: Diffusion beta schedule name.
+        unet_base_channels: Base width of the diffusion U-Net.
+        unet_channel_mults: Per-level width multipliers of the U-Net.
+        unet_num_res_blocks: Residual blocks per U-Net level.
+        unet_attn_resolutions: Feature-map sides with self-attention.
+        gen_base_channels: Base width of the SPADE generator (64 in the paper).
+        spade_hidden: Hidden width of the S-SPADE mask branch (128 in the paper).
+        disc_base_channels: Base width of the PatchGAN discriminators.
+        backend: Kernel backend of the SPADE/instance-norm layers (``"auto"``, ``"eager"``, ...).
+        seed: Seed of the network initialisation, the data order and every random draw.
+        epochs: Default run length in epochs when ``fit`` gets no ``steps`` (150 in the paper).
+        amp: Mixed precision: ``"none"``, ``"bf16"`` (autocast) or ``"fp16"`` (autocast + grad
+            scaler; CUDA only).
+        channels_last: Use the channels-last memory format for networks and inputs.
+        compile: ``torch.compile`` the U-Net, generator and discriminators.
+        grad_clip: Clip the global gradient norm of each optimiser to this value (``None``: off).
+        ema_decay: Decay of the exponential moving average of U-Net + generator (``None``: no EMA).
+        eval_ema: Validate and segment with the EMA weights (needs ``ema_decay``).
+        val_every: Validate every this many steps (0: only at the end).
+        ckpt_every: Write ``last.pt`` every this many steps (0: only at the end).
+        log_every: Write the loss terms to ``train_log.jsonl`` every this many steps.
+        val_threshold: Threshold on the [-1, 1] prediction for the validation metrics.
+        num_workers: DataLoader workers (0: load in the main process).
+        max_val_images: Validate on at most this many test images (``None``: all).
+        figure_rows: Rows of the validation figure (angiogram | prediction | truth | synthetic).
+    """
+
+    preset: str = "paper"
+    image_size: int = 256
+    batch_size: int = 1
+    lr: float = 5e-6
+    lr_d: float = 5e-6
+    betas: tuple[float, float] = (0.5, 0.999)
+    alpha: float = 0.2
+    beta: float = 5.0
+    pool_size: int = 50
+    t_a_max: int = 200
+    num_timesteps: int = 2000
+    beta_schedule: str = "linear"
+    unet_base_channels: int = 64
+    unet_channel_mults: tuple[int, ...] = (1, 1, 2, 2, 4, 4)
+    unet_num_res_blocks: int = 2
+    unet_attn_resolutions: tuple[int, ...] = (16,)
+    gen_base_channels: int = 64
+    spade_hidden: int = 128
+    disc_base_channels: int = 64
+    backend: str = "auto"
+    seed: int = 0
+    epochs: int = 150
+    amp: str = "none"
+    channels_last: bool = False
+    compile: bool = False
+    grad_clip: float | None = None
+    ema_decay: float | None = None
+    eval_ema: bool = False
+    val_every: int = 1000
+    ckpt_every: int = 1000
+    log_every: int = 50
+    val_threshold: float = 0.0
+    num_workers: int = 0
+    max_val_images: int | None = None
+    figure_rows: int = 4
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
+        self.unet_channel_mults = tuple(int(m) for m in self.unet_channel_mults)
+        self.unet_attn_resolutions = tuple(int(r) for r in self.unet_attn_resolutions)
+        self.validate()
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> None:
+        """Check every field.
+
+        Raises:
+            ValueError: If a field is out of range, naming the field and what was expected.
+            TypeError: If a field has the wrong type.
+        """
+
+        def pos_int(name: str, allow_zero: bool = False) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(f"TrainConfig.{name} must be an int, got {type(v).__name__}")
+            if v < 0 or (v == 0 and not allow_zero):
+                want = "a non-negative int" if allow_zero else "a positive int"
+                raise ValueError(f"TrainConfig.{name} must be {want}, got {v}")
+
+        def pos_float(name: str, allow_zero: bool = False) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise TypeError(f"TrainConfig.{name} must be a float, got {type(v).__name__}")
+            if not (v >= 0 if allow_zero else v > 0) or v != v or v == float("inf"):
+                want = "a finite float >= 0" if allow_zero else "a finite float > 0"
+                raise ValueError(f"TrainConfig.{name} must be {want}, got {v}")
+
+        for name in ("image_size", "batch_size", "num_timesteps", "unet_base_channels",
+                     "unet_num_res_blocks", "gen_base_channels", "spade_hidden",
+                     "disc_base_channels", "epochs", "figure_rows"):
+            pos_int(name)
+        for name in ("pool_size", "val_every", "ckpt_every", "log_every", "num_workers", "seed"):
+            pos_int(name, allow_zero=True)
+        pos_int("t_a_max")
+        if self.t_a_max > self.num_timesteps:
+            raise ValueError(
+                f"TrainConfig.t_a_max must be <= num_timesteps={self.num_timesteps}, got {self.t_a_max}"
+            )
+        for name in ("lr", "lr_d"):
+            pos_float(name)
+        for name in ("alpha", "beta"):
+            pos_float(name, allow_zero=True)
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"TrainConfig.betas must be two floats in [0, 1), got {self.betas}")
+        if not self.unet_channel_mults:
+            raise ValueError("TrainConfig.unet_channel_mults must not be empty")
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"TrainConfig.amp must be one of {AMP_MODES}, got {self.amp!r}")
+        if self.grad_clip is not None:
+            pos_float("grad_clip")
+        if self.ema_decay is not None:
+            if not (0.0 < float(self.ema_decay) < 1.0):
+                raise ValueError(f"TrainConfig.ema_decay must be in (0, 1) or None, got {self.ema_decay}")
+        if self.eval_ema and self.ema_decay is None:
+            raise ValueError("TrainConfig.eval_ema=True needs TrainConfig.ema_decay to be set")
+        if self.max_val_images is not None:
+            pos_int("max_val_images")
+        down = 2 ** (len(self.unet_channel_mults) - 1)
+        if self.image_size % max(down, 4):
+            raise ValueError(
+                f"TrainConfig.image_size must be divisible by {max(down, 4)} (the U-Net downsamples "
+                f"{len(self.unet_channel_mults) - 1} times and the generator twice), got {self.image_size}"
+            )
+
+    # ------------------------------------------------------------------ presets
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> TrainConfig:
+        """Build a configuration from a named preset.
+
+        ``"paper"``: the paper's settings (the dataclass defaults).
+
+        ``"tiny"``: a CPU configuration that trains in a few minutes: 64x64 crops (polyphase
+        halves of 128x128 images, as the paper halves 512 to 256), batch 4, Adam lr 2e-4 for all
+        networks, a 4-level U-Net of base width 16 with one residual block per level and
+        attention at 8x8, a generator of base width 16 with a 32-channel S-SPADE branch,
+        discriminators of base width 16, a 16-image pool, validation every 100 steps. The loss
+        (L_diff + alpha * L_adv + beta * L_cyc; LSGAN discriminators with history pools), the
+        diffusion schedule (T = 2000 linear), ``t_a < 200`` and the alternating G/D steps are
+        the paper's.
+
+        Args:
+            name: ``"paper"`` or ``"tiny"``.
+            **overrides: Fields to change after applying the preset.
+
+        Returns:
+            A validated :class:`TrainConfig`.
+
+        Raises:
+            ValueError: If ``name`` is not a known preset or an override is invalid.
+            TypeError: If an override names an unknown field.
+        """
+        if name not in PRESETS:
+            raise ValueError(f"preset must be one of {PRESETS}, got {name!r}")
+        values: dict[str, Any] = {"preset": name}
+        if name == "tiny":
+            values.update(
+                image_size=64,
+                batch_size=4,
+                lr=2e-4,
+                lr_d=2e-4,
+                pool_size=16,
+                unet_base_channels=16,
+                unet_channel_mults=(1, 2, 2, 4),
+                unet_num_res_blocks=1,
+                unet_attn_resolutions=(8,),
+                gen_base_channels=16,
+                spade_hidden=32,
+                disc_base_channels=16,
+                val_every=100,
+                ckpt_every=100,
+                log_every=10,
+                epochs=10,
+            )
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise TypeError(f"unknown TrainConfig field(s): {', '.join(unknown)}")
+        values.update(overrides)
+        return cls(**values)
+
+    # ------------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data view (tuples become lists) for checkpoints and JSON.
+
+        Returns:
+            A dict of ints, floats, strings, bools, ``None`` and lists.
+        """
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error.
+
+        Args:
+            data: A dict as written by :meth:`to_dict`.
+
+        Returns:
+            The configuration.
+
+        Raises:
+            TypeError: If ``data`` is not a dict or has unknown keys.
+        """
+        if not isinstance(data, dict):
+            raise TypeError(f"config must be a dict, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise TypeError(f"unknown TrainConfig field(s): {', '.join(unknown)}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A validated copy with some fields changed.
+
+        Args:
+            **changes: Field values to change.
+
+        Returns:
+            The new configuration.
+        """
+        return dataclasses.replace(self, **changes)
