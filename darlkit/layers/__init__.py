@@ -1,3 +1,34 @@
-"""darlkit.layers (filled in by its issue)."""
+"""Switchable SPADE layers, DARL's SPADE residual block, `spadeify` and a layer registry.
 
-__all__: list[str] = []
+- `SwitchableSPADE`: SPADE modulation with a mask, affine normalization without one.
+- `SPADEResBlock`: the residual block of DARL's generator (checkpoint-compatible names).
+- `prepare_segmap`: validate a mask/label map and make a float one-hot map at a size.
+- `spadeify` / `SpadeifiedModel`: convert any generator's norms into S-SPADE layers and call it
+  with or without a mask.
+- `create_layer` / `list_layers` / `register_layer`: build layers by name.
+"""
+
+from darlkit.layers.registry import create_layer, list_layers, register_layer
+from darlkit.layers.resblock import SPADEResBlock
+from darlkit.layers.segmap import is_label_map, prepare_segmap
+from darlkit.layers.spade import ACTIVATIONS, PARAM_FREE_NORMS, SwitchableSPADE, default_num_groups
+from darlkit.layers.spadeify import NORM_TYPES, SpadeifiedModel, spadeify
+
+register_layer("switchable_spade", "sspade", "s_spade")(SwitchableSPADE)
+register_layer("spade_resblock", "spade_res_block")(SPADEResBlock)
+
+__all__ = [
+    "SwitchableSPADE",
+    "SPADEResBlock",
+    "SpadeifiedModel",
+    "spadeify",
+    "prepare_segmap",
+    "is_label_map",
+    "default_num_groups",
+    "create_layer",
+    "list_layers",
+    "register_layer",
+    "PARAM_FREE_NORMS",
+    "ACTIVATIONS",
+    "NORM_TYPES",
+]
