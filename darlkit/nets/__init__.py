@@ -1,3 +1,41 @@
-"""darlkit.nets (filled in by its issue)."""
+"""Networks of DARL and its Table 12 baseline, with their reusable blocks.
 
-__all__: list[str] = []
+* :class:`DiffusionUNet` -- the diffusion module epsilon_theta (paper Table 4),
+* :class:`SPADEGenerator` -- the generation module G with S-SPADE blocks (Table 5),
+* :class:`PatchDiscriminator` -- the 70x70 PatchGAN D_s / D_a,
+* :class:`SSVSGenerator` -- the SSVS ResNet generator (Table 12 baseline),
+* :func:`init_weights` -- the release's weight initialisation schemes,
+* ``darlkit.nets.blocks`` -- time embedding, residual, attention and resampling blocks.
+"""
+
+from darlkit.nets.blocks import (
+    Downsample,
+    NormActConv,
+    ResidualAttentionBlock,
+    SelfAttention2d,
+    SinusoidalTimeEmbedding,
+    TimeResidualBlock,
+    Upsample,
+)
+from darlkit.nets.discriminator import PatchDiscriminator
+from darlkit.nets.generator import SPADEGenerator
+from darlkit.nets.init import INIT_SCHEMES, init_weights
+from darlkit.nets.ssvs import ResnetBlock, SSVSGenerator
+from darlkit.nets.unet import DiffusionUNet
+
+__all__ = [
+    "DiffusionUNet",
+    "SPADEGenerator",
+    "PatchDiscriminator",
+    "SSVSGenerator",
+    "ResnetBlock",
+    "init_weights",
+    "INIT_SCHEMES",
+    "SinusoidalTimeEmbedding",
+    "NormActConv",
+    "TimeResidualBlock",
+    "SelfAttention2d",
+    "ResidualAttentionBlock",
+    "Downsample",
+    "Upsample",
+]
