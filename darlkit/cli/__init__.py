@@ -16,11 +16,18 @@ from collections.abc import Sequence
 __all__ = ["main", "build_parser", "CLIError"]
 
 #: Sub-command modules of :mod:`darlkit.cli`, in the order ``darlkit --help`` lists them.
-COMMANDS: tuple[str, ...] = ()
+COMMANDS: tuple[str, ...] = ("quickstart", "train", "segment", "evaluate")
 
 
 class CLIError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argument parser whose usage errors are one line (``darlkit CMD: error: ...``), status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     """
     from darlkit import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="darlkit",
         description="DARL: self-supervised vessel segmentation with diffusion adversarial learning.",
     )
@@ -59,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(args.run(args) or 0)
-    except (CLIError, ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:
-        print(f"darlkit {args.command}: error: {exc}", file=sys.stderr)
+    except (CLIError, ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError) as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"darlkit {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"darlkit {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -13,6 +13,13 @@ from darlkit.training.checkpoint import (
     set_rng_state,
 )
 from darlkit.training.config import AMP_MODES, PRESETS, TrainConfig
+from darlkit.training.inference import (
+    add_gaussian_noise,
+    evaluate_model,
+    load_trained_model,
+    read_png,
+    write_png,
+)
 from darlkit.training.networks import build_networks
 from darlkit.training.trainer import DARLTrainer, StepSampler, collate, save_figure, segment_image
 
@@ -31,4 +38,9 @@ __all__ = [
     "load_checkpoint",
     "get_rng_state",
     "set_rng_state",
+    "load_trained_model",
+    "evaluate_model",
+    "add_gaussian_noise",
+    "read_png",
+    "write_png",
 ]

@@ -48,6 +48,7 @@ class TrainConfig:
         unet_channel_mults: Per-level width multipliers of the U-Net.
         unet_num_res_blocks: Residual blocks per U-Net level.
         unet_attn_resolutions: Feature-map sides with self-attention.
+        unet_norm_groups: GroupNorm groups of the U-Net (32 in the paper).
         gen_base_channels: Base width of the SPADE generator (64 in the paper).
         spade_hidden: Hidden width of the S-SPADE mask branch (128 in the paper).
         disc_base_channels: Base width of the PatchGAN discriminators.
@@ -86,6 +87,7 @@ class TrainConfig:
     unet_channel_mults: tuple[int, ...] = (1, 1, 2, 2, 4, 4)
     unet_num_res_blocks: int = 2
     unet_attn_resolutions: tuple[int, ...] = (16,)
+    unet_norm_groups: int = 32
     gen_base_channels: int = 64
     spade_hidden: int = 128
     disc_base_channels: int = 64
@@ -138,7 +140,7 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be {want}, got {v}")
 
         for name in ("image_size", "batch_size", "num_timesteps", "unet_base_channels",
-                     "unet_num_res_blocks", "gen_base_channels", "spade_hidden",
+                     "unet_num_res_blocks", "unet_norm_groups", "gen_base_channels", "spade_hidden",
                      "disc_base_channels", "epochs", "figure_rows"):
             pos_int(name)
         for name in ("pool_size", "val_every", "ckpt_every", "log_every", "num_workers", "seed"):
@@ -215,6 +217,7 @@ class TrainConfig:
                 unet_channel_mults=(1, 2, 2, 4),
                 unet_num_res_blocks=1,
                 unet_attn_resolutions=(8,),
+                unet_norm_groups=8,
                 gen_base_channels=16,
                 spade_hidden=32,
                 disc_base_channels=16,

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
-from typing import Any
-
 import torch
 from torch import nn
 
 from darlkit.training.config import TrainConfig
 
 __all__ = ["build_networks"]
-
-
-def _accepted(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Keep the keyword arguments that ``cls.__init__`` accepts (all of them if it takes **kw)."""
-    params = inspect.signature(cls.__init__).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return kwargs
-    return {k: v for k, v in kwargs.items() if k in params}
 
 
 def build_networks(config: TrainConfig, *, seed: int | None = None) -> tuple[nn.Module, nn.Module, nn.Module]:
@@ -50,40 +39,22 @@ def build_networks(config: TrainConfig, *, seed: int | None = None) -> tuple[nn.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         unet = DiffusionUNet(
-            **_accepted(
-                DiffusionUNet,
-                dict(
-                    in_channels=1,
-                    out_channels=1,
-                    base_channels=config.unet_base_channels,
-                    channel_mults=tuple(config.unet_channel_mults),
-                    num_res_blocks=config.unet_num_res_blocks,
-                    attn_resolutions=tuple(config.unet_attn_resolutions),
-                    image_size=config.image_size,
-                ),
-            )
+            in_channels=1,
+            out_channels=1,
+            base_channels=config.unet_base_channels,
+            channel_mults=tuple(config.unet_channel_mults),
+            num_res_blocks=config.unet_num_res_blocks,
+            attn_resolutions=tuple(config.unet_attn_resolutions),
+            image_size=config.image_size,
+            norm_groups=config.unet_norm_groups,
         )
         generator = SPADEGenerator(
-            **_accepted(
-                SPADEGenerator,
-                dict(
-                    base_channels=config.gen_base_channels,
-                    spade_hidden=config.spade_hidden,
-                    backend=config.backend,
-                ),
-            )
+            base_channels=config.gen_base_channels,
+            spade_hidden=config.spade_hidden,
+            backend=config.backend,
         )
-        diffusion = GaussianDiffusion(
-            **_accepted(
-                GaussianDiffusion,
-                dict(num_timesteps=config.num_timesteps, schedule=config.beta_schedule),
-            )
-        )
+        diffusion = GaussianDiffusion(schedule=config.beta_schedule, timesteps=config.num_timesteps)
         model = DARL(unet=unet, generator=generator, diffusion=diffusion, t_a_max=config.t_a_max)
-        disc_mask = PatchDiscriminator(
-            **_accepted(PatchDiscriminator, dict(in_channels=1, base_channels=config.disc_base_channels))
-        )
-        disc_image = PatchDiscriminator(
-            **_accepted(PatchDiscriminator, dict(in_channels=1, base_channels=config.disc_base_channels))
-        )
+        disc_mask = PatchDiscriminator(in_channels=1, base_channels=config.disc_base_channels)
+        disc_image = PatchDiscriminator(in_channels=1, base_channels=config.disc_base_channels)
     return model, disc_mask, disc_image

@@ -310,8 +310,13 @@ class DARLTrainer:
         use_scaler = config.amp == "fp16"
         self.scaler_g = torch.amp.GradScaler("cuda", enabled=use_scaler)
         self.scaler_d = torch.amp.GradScaler("cuda", enabled=use_scaler)
-        self.pool_mask = ImagePool(config.pool_size)
-        self.pool_image = ImagePool(config.pool_size)
+        # The pools draw from their own generators (state checkpointed with the pool).
+        self.pool_mask = ImagePool(
+            config.pool_size, generator=torch.Generator().manual_seed(_mix_seed(config.seed, self.rank, 0x5001))
+        )
+        self.pool_image = ImagePool(
+            config.pool_size, generator=torch.Generator().manual_seed(_mix_seed(config.seed, self.rank, 0x5002))
+        )
 
         self.ema: torch.optim.swa_utils.AveragedModel | None = None
         if config.ema_decay is not None:
@@ -540,7 +545,7 @@ class DARLTrainer:
             theirs = TrainConfig.from_dict(state["config"])
             keys = (
                 "image_size", "unet_base_channels", "unet_channel_mults", "unet_num_res_blocks",
-                "unet_attn_resolutions", "gen_base_channels", "spade_hidden", "disc_base_channels",
+                "unet_attn_resolutions", "unet_norm_groups", "gen_base_channels", "spade_hidden", "disc_base_channels",
                 "num_timesteps", "beta_schedule", "batch_size", "seed",
             )
             diff = [k for k in keys if getattr(theirs, k) != getattr(self.config, k)]

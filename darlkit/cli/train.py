@@ -1,0 +1,266 @@
+"""``darlkit train``: train DARL without labels on an XCAD-layout folder or synthetic data.
+
+Examples::
+
+    darlkit train --synthetic --preset tiny --steps 600 --out runs/tiny
+    darlkit train --data /data/XCAD --preset paper --out runs/paper
+    darlkit train --data /data/XCAD --out runs/paper --resume          # continue runs/paper/last.pt
+    torchrun --nproc_per_node 2 -m darlkit train --data /data/XCAD --out runs/ddp
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is initialised with ``nccl`` on CUDA
+and ``gloo`` on the CPU; only rank 0 prints and writes files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from darlkit.cli import CLIError
+
+__all__ = ["add_parser", "run", "add_training_arguments", "build_config", "train_from_args"]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text}")
+    return value
+
+
+def add_training_arguments(p: argparse.ArgumentParser) -> None:
+    """Register the options shared by ``train`` and ``quickstart`` (preset and overrides)."""
+    from darlkit.training import AMP_MODES, PRESETS
+
+    p.add_argument("--preset", choices=PRESETS, default=None, help="configuration preset (default: paper; quickstart: tiny)")
+    p.add_argument("--steps", type=_non_negative_int, default=None, help="total training iterations")
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="images per step and process")
+    p.add_argument("--lr", type=_positive_float, default=None, help="learning rate of all optimisers")
+    p.add_argument("--image-size", type=_positive_int, default=None, help="training crop side")
+    p.add_argument("--val-every", type=_non_negative_int, default=None, help="validate every N steps (0: at the end)")
+    p.add_argument("--seed", type=_non_negative_int, default=None, help="seed of init, data order and draws")
+    p.add_argument("--amp", choices=AMP_MODES, default=None, help="mixed precision (bf16 autocast; fp16 on CUDA)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
+    p.add_argument("--compile", action="store_true", help="torch.compile the networks")
+    p.add_argument("--ema", type=float, default=None, metavar="DECAY", help="keep an EMA of the weights and evaluate with it")
+    p.add_argument("--grad-clip", type=_positive_float, default=None, help="clip gradient norms to this value")
+    p.add_argument("--workers", type=_non_negative_int, default=None, help="DataLoader workers")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``darlkit train``.
+
+    Args:
+        subparsers: The object returned by ``ArgumentParser.add_subparsers``.
+
+    Returns:
+        The sub-command's parser.
+    """
+    p = subparsers.add_parser(
+        "train",
+        help="train DARL (no labels needed)",
+        description="Train DARL on an XCAD-layout folder (train/trainA,B,C; test/images,masks) or synthetic data.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", type=Path, help="XCAD-layout dataset folder")
+    src.add_argument("--synthetic", action="store_true", help="synthesise a dataset into OUT/data first")
+    p.add_argument("--out", type=Path, default=Path("runs/darl"), help="run folder (checkpoints, logs, figure)")
+    p.add_argument("--resume", nargs="?", const=True, default=None, metavar="CKPT",
+                   help="continue from CKPT (default: OUT/last.pt)")
+    p.add_argument("--synthetic-train", type=_positive_int, default=64, help="synthetic training images")
+    p.add_argument("--synthetic-test", type=_positive_int, default=16, help="synthetic test images")
+    p.add_argument("--synthetic-size", type=_positive_int, default=None,
+                   help="synthetic image side (default: twice the crop side)")
+    add_training_arguments(p)
+    p.set_defaults(run=run)
+    return p
+
+
+def build_config(args: argparse.Namespace, default_preset: str = "paper"):
+    """The :class:`~darlkit.training.TrainConfig` of parsed CLI arguments.
+
+    Args:
+        args: Parsed arguments with the options of :func:`add_training_arguments`.
+        default_preset: Preset used when ``--preset`` is not given.
+
+    Returns:
+        The validated configuration.
+    """
+    from darlkit.training import TrainConfig
+
+    overrides: dict[str, Any] = {}
+    if args.batch_size is not None:
+        overrides["batch_size"] = args.batch_size
+    if args.lr is not None:
+        overrides["lr"] = overrides["lr_d"] = args.lr
+    if args.image_size is not None:
+        overrides["image_size"] = args.image_size
+    if args.val_every is not None:
+        overrides["val_every"] = args.val_every
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.amp is not None:
+        overrides["amp"] = args.amp
+    if args.channels_last:
+        overrides["channels_last"] = True
+    if args.compile:
+        overrides["compile"] = True
+    if args.ema is not None:
+        overrides["ema_decay"] = args.ema
+        overrides["eval_ema"] = True
+    if args.grad_clip is not None:
+        overrides["grad_clip"] = args.grad_clip
+    if args.workers is not None:
+        overrides["num_workers"] = args.workers
+    return TrainConfig.preset(args.preset or default_preset, **overrides)
+
+
+def _resolve_device(name: str | None):
+    import torch
+
+    if name is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise CLIError(f"--device: not a device name: {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CLIError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def _init_distributed(device) -> bool:
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return False
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend=backend)
+    return True
+
+
+def _check_xcad_dir(root: Path) -> None:
+    if not root.is_dir():
+        raise CLIError(f"--data: dataset folder not found: {root}")
+    missing = [d for d in ("train/trainA", "train/trainB", "train/trainC") if not (root / d).is_dir()]
+    if missing:
+        raise CLIError(f"--data {root}: not an XCAD layout, missing folder(s) {', '.join(missing)}")
+
+
+def train_from_args(args: argparse.Namespace, *, default_preset: str = "paper", data_root: Path | None = None,
+                    log=print) -> dict[str, Any]:
+    """Run a training job described by parsed arguments (used by ``train`` and ``quickstart``).
+
+    Args:
+        args: Parsed arguments (``--out``, ``--steps``, ``--resume`` and the training options).
+        default_preset: Preset when ``--preset`` is absent.
+        data_root: XCAD-layout folder to train on (overrides ``args.data``).
+        log: Printer for progress lines (rank 0 only).
+
+    Returns:
+        The dict returned by ``DARLTrainer.fit`` plus ``"config"``.
+    """
+    import torch
+
+    from darlkit.data import XCADDataset
+    from darlkit.training import DARLTrainer, build_networks
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    config = build_config(args, default_preset)
+    device = _resolve_device(args.device)
+    if config.amp == "fp16" and device.type != "cuda":
+        raise CLIError("--amp fp16 needs a CUDA device; use --amp bf16 on the CPU")
+    root = Path(data_root if data_root is not None else args.data)
+    _check_xcad_dir(root)
+    distributed = _init_distributed(device)
+    try:
+        train_set = XCADDataset(root, split="train", size=config.image_size, augment=True, seed=config.seed)
+        test_dir = root / "test" / "images"
+        test_set = XCADDataset(root, split="test") if test_dir.is_dir() and any(test_dir.iterdir()) else None
+        resume = args.resume
+        if resume not in (None, True):
+            resume = Path(resume)
+            if not resume.is_file():
+                raise CLIError(f"--resume: checkpoint not found: {resume}")
+        elif resume is True and not (args.out / "last.pt").is_file():
+            raise CLIError(f"--resume: no checkpoint to continue in {args.out} (expected {args.out / 'last.pt'})")
+        model, d_s, d_a = build_networks(config)
+        trainer = DARLTrainer(model, d_s, d_a, config, out_dir=args.out, device=device,
+                              progress=not args.no_progress)
+        if trainer.is_main:
+            n_params = sum(p.numel() for p in model.parameters())
+            log(f"darlkit train: preset {config.preset}, {len(train_set)} training items, "
+                f"{0 if test_set is None else len(test_set)} test images, {n_params / 1e6:.2f} M parameters, "
+                f"device {device}, world size {trainer.world_size}")
+        result = trainer.fit(train_set, steps=args.steps, val_data=test_set, resume=resume)
+        result["config"] = config
+        result["trainer"] = trainer
+        return result
+    finally:
+        if distributed:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``darlkit train``.
+
+    Args:
+        args: Parsed arguments.
+
+    Returns:
+        Exit status 0.
+    """
+    data_root = None
+    if args.synthetic:
+        from darlkit.synthesis import write_synthetic_xcad
+        from darlkit.training import TrainConfig
+
+        size = args.synthetic_size or 2 * (args.image_size or TrainConfig.preset(args.preset or "paper").image_size)
+        data_root = args.out / "data"
+        if not (data_root / "train" / "trainA").is_dir():
+            write_synthetic_xcad(data_root, n_train=args.synthetic_train, n_test=args.synthetic_test, size=size,
+                                 seed=args.seed or 0, progress=not args.no_progress)
+    result = train_from_args(args, data_root=data_root)
+    if result["trainer"].is_main:
+        summary = {k: result[k] for k in ("step", "best_dice", "best_step", "last_checkpoint", "best_checkpoint", "figure")}
+        summary["seconds"] = round(result["seconds"], 1)
+        print(json.dumps(summary))
+    return 0
