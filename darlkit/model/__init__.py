@@ -1,3 +1,19 @@
-"""darlkit.model (filled in by its issue)."""
+"""The DARL model (A/B/cycle paths, one-step segmentation) and released-checkpoint loading.
 
-__all__: list[str] = []
+* ``DARL`` -- epsilon_theta + G + the diffusion schedule; ``segment``, ``synthesize``,
+  ``forward_paths`` (returns ``DARLPaths``), ``DARL.from_released``.
+* ``load_released_checkpoint`` -- the authors' ``<prefix>_G.pth`` / ``_Ds.pth`` / ``_Da.pth``.
+"""
+
+from darlkit.model.darl import DARL, DARLPaths, mask_to_onehot
+from darlkit.model.released import RELEASED_PREFIX_MAP, ReleasedModels, load_released_checkpoint, map_released_keys
+
+__all__ = [
+    "DARL",
+    "DARLPaths",
+    "mask_to_onehot",
+    "load_released_checkpoint",
+    "map_released_keys",
+    "ReleasedModels",
+    "RELEASED_PREFIX_MAP",
+]

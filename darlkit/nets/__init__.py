@@ -1,10 +1,10 @@
 """Networks of DARL and its Table 12 baseline, with their reusable blocks.
 
-* :class:`DiffusionUNet` -- the diffusion module epsilon_theta (paper Table 4),
-* :class:`SPADEGenerator` -- the generation module G with S-SPADE blocks (Table 5),
-* :class:`PatchDiscriminator` -- the 70x70 PatchGAN D_s / D_a,
-* :class:`SSVSGenerator` -- the SSVS ResNet generator (Table 12 baseline),
-* :func:`init_weights` -- the release's weight initialisation schemes,
+* ``DiffusionUNet`` -- the diffusion module epsilon_theta (paper Table 4),
+* ``SPADEGenerator`` -- the generation module G with S-SPADE blocks (Table 5),
+* ``PatchDiscriminator`` -- the 70x70 PatchGAN D_s / D_a,
+* ``SSVSGenerator`` -- the SSVS ResNet generator (Table 12 baseline),
+* ``init_weights`` -- the release's weight initialisation schemes,
 * ``darlkit.nets.blocks`` -- time embedding, residual, attention and resampling blocks.
 """
 

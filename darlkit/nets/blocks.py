@@ -3,12 +3,12 @@
 The blocks mirror the layout of the authors' released DDPM U-Net so that its state-dict keys
 map onto darlkit's one to one (see ``released_state_dicts.txt``):
 
-* :class:`SinusoidalTimeEmbedding` -- ``time_mlp.0`` (buffer ``inv_freq``),
-* :class:`NormActConv` -- GroupNorm, Swish, Dropout/Identity, Conv3x3 (``block.{0,3}``),
-* :class:`TimeResidualBlock` -- ``mlp.1``, ``block1``, ``block2``, ``res_conv``,
-* :class:`SelfAttention2d` -- ``norm``, ``qkv``, ``out``,
-* :class:`ResidualAttentionBlock` -- ``res_block`` and optional ``attn``,
-* :class:`Downsample` / :class:`Upsample` -- ``conv`` (and ``up`` for the upsampler).
+* ``SinusoidalTimeEmbedding`` -- ``time_mlp.0`` (buffer ``inv_freq``),
+* ``NormActConv`` -- GroupNorm, Swish, Dropout/Identity, Conv3x3 (``block.{0,3}``),
+* ``TimeResidualBlock`` -- ``mlp.1``, ``block1``, ``block2``, ``res_conv``,
+* ``SelfAttention2d`` -- ``norm``, ``qkv``, ``out``,
+* ``ResidualAttentionBlock`` -- ``res_block`` and optional ``attn``,
+* ``Downsample`` / ``Upsample`` -- ``conv`` (and ``up`` for the upsampler).
 
 Activations that the release implemented as a custom ``Swish`` module are ``nn.SiLU``
 modules here (the same function; neither is counted by the paper's MAC rules).
@@ -182,7 +182,7 @@ class SelfAttention2d(nn.Module):
 
 
 class ResidualAttentionBlock(nn.Module):
-    """A :class:`TimeResidualBlock` (``res_block``) optionally followed by attention (``attn``).
+    """A ``TimeResidualBlock`` (``res_block``) optionally followed by attention (``attn``).
 
     Args:
         in_channels: Input channels.
@@ -190,7 +190,7 @@ class ResidualAttentionBlock(nn.Module):
         time_dim: Time-embedding width.
         norm_groups: GroupNorm groups.
         dropout: Dropout probability of the residual block.
-        with_attn: Append a :class:`SelfAttention2d` on the output.
+        with_attn: Append a ``SelfAttention2d`` on the output.
         num_heads: Attention heads.
     """
 

@@ -17,7 +17,7 @@ from torch import nn
 
 __all__ = ["INIT_SCHEMES", "init_weights"]
 
-#: Accepted values of the ``scheme`` argument of :func:`init_weights`.
+#: Accepted values of the ``scheme`` argument of ``init_weights``.
 INIT_SCHEMES: tuple[str, ...] = ("normal", "orthogonal", "xavier", "kaiming")
 
 _WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear)

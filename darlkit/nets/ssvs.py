@@ -45,7 +45,7 @@ class SSVSGenerator(nn.Module):
 
     Reflection pad 3 + Conv7x7 to ``base_channels``, IN, ReLU; ``num_downsampling``
     stride-2 Conv3x3 (doubling channels) each with IN + ReLU; ``num_blocks``
-    :class:`ResnetBlock`; as many ConvTranspose2d 3x3 stride 2 (padding 1, output padding
+    ``ResnetBlock``; as many ConvTranspose2d 3x3 stride 2 (padding 1, output padding
     1) halving channels, each with IN + ReLU; reflection pad 3 + Conv7x7 to
     ``out_channels``; tanh. InstanceNorms have no affine parameters; convs have biases.
 
