@@ -16,6 +16,29 @@ def _act(y: torch.Tensor, negative_slope: float | None) -> torch.Tensor:
     return y if negative_slope is None else F.leaky_relu(y, negative_slope)
 
 
+def _instance_norm(
+    x: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    eps: float = 1e-5,
+) -> torch.Tensor:
+    """``F.instance_norm``, extended to 1-pixel planes (zero variance: ``x_hat = 0``).
+
+    ``F.instance_norm`` refuses H * W == 1 in training mode; the limit of the formula is well
+    defined (the normalized value is exactly 0, its gradient with respect to ``x`` is 0), so the
+    reference spells it out for that case.
+    """
+    if x.dim() == 4 and x.shape[2] * x.shape[3] == 1:
+        var, mean = torch.var_mean(x, dim=(2, 3), correction=0, keepdim=True)
+        y = (x - mean) * torch.rsqrt(var + eps)
+        if weight is not None:
+            y = y * weight.view(1, -1, 1, 1)
+        if bias is not None:
+            y = y + bias.view(1, -1, 1, 1)
+        return y
+    return F.instance_norm(x, weight=weight, bias=bias, eps=eps)
+
+
 def spade_norm_reference(
     x: torch.Tensor,
     gamma: torch.Tensor,
@@ -25,7 +48,8 @@ def spade_norm_reference(
 ) -> torch.Tensor:
     """SPADE modulation ``act((x - mean) * rstd * (1 + gamma) + beta)`` in eager PyTorch.
 
-    Statistics are per (n, c) plane over H x W (instance norm, biased variance).
+    Statistics are per (n, c) plane over H x W (instance norm, biased variance). A 1 x 1 plane
+    has zero variance and normalizes to 0, so the output there is ``act(beta)``.
 
     Args:
         x: Input of shape (N, C, H, W).
@@ -37,7 +61,7 @@ def spade_norm_reference(
     Returns:
         Tensor of the shape and dtype of ``x``.
     """
-    normalized = F.instance_norm(x, eps=eps)
+    normalized = _instance_norm(x, eps=eps)
     return _act(normalized * (1 + gamma) + beta, negative_slope)
 
 
@@ -60,4 +84,4 @@ def instance_norm_act_reference(
     Returns:
         Tensor of the shape and dtype of ``x``.
     """
-    return _act(F.instance_norm(x, weight=weight, bias=bias, eps=eps), negative_slope)
+    return _act(_instance_norm(x, weight, bias, eps), negative_slope)

@@ -1,0 +1,533 @@
+"""Triton kernels (forward and backward) for SPADE modulation and affine instance norm + LeakyReLU.
+
+Both ops share one kernel family; ``SPADE`` (a constexpr) selects per-pixel modulation maps
+(``gamma``/``beta`` of shape (N, C, H, W), scale ``1 + gamma``) or per-channel affine parameters
+(``weight``/``bias`` of shape (C,)).
+
+Layout. Each (N, C, H, W) tensor is addressed as ``n * s_n + c * s_c + p * s_p`` with the pixel
+index ``p = h * W + w``, which covers contiguous (NCHW, ``s_p = 1``) and channels_last (NHWC,
+``s_c = 1``) tensors alike, as well as expanded (stride-0) modulation maps. Programs work on
+``[BLOCK_C, BLOCK_P]`` tiles; the host picks a tall-in-pixels tile for NCHW and a wide-in-channels
+tile for NHWC so loads stay coalesced. Outputs are allocated with ``torch.empty_like(x)`` and so
+keep the input's memory format.
+
+Large planes. A plane is split into ``K`` chunks of ``CHUNK`` pixels so that a call with few
+planes (e.g. (1, 64, 256, 256)) still launches enough programs:
+
+- forward: ``_stats_kernel`` writes per-chunk (mean, M2) with a two-pass (mean, then centered sum
+  of squares) loop over its chunk; ``_combine_kernel`` merges chunks with Chan's parallel formula
+  (numerically stable, no ``E[x^2] - E[x]^2``); ``_fwd_apply_kernel`` is the elementwise output.
+  With one chunk per plane the stats kernel writes ``mean``/``rstd`` directly.
+- backward: ``_bwd_reduce_kernel`` writes per-chunk ``sum(g * s)`` and ``sum(g * s * x_hat)``
+  (``g`` = upstream gradient through the LeakyReLU, ``s`` = ``1 + gamma`` or 1), summed over
+  chunks on the host; ``_bwd_apply_kernel`` writes ``dx`` (and ``dgamma``/``dbeta`` for SPADE).
+
+Statistics and all arithmetic are float32 for float32/bfloat16/float16 inputs. ``x_hat`` is
+recomputed in the backward from the saved ``mean``/``rstd``; the LeakyReLU mask comes from the
+saved output (``y > 0``, valid for ``negative_slope >= 0``).
+
+The kernels are built lazily: ``triton.jit`` for CUDA tensors, Triton's interpreter for CPU
+tensors when ``TRITON_INTERPRET=1`` is set (used by the CPU test suite). Building them at call
+time rather than import time keeps importing this module harmless whatever the environment.
+"""
+
+# Annotations stay unevaluated strings ("tl.constexpr"): Triton (JIT and interpreter) reads
+# them from the source, and the module still imports when triton is missing.
+from __future__ import annotations
+
+import functools
+import os
+from types import SimpleNamespace
+
+import torch
+
+try:  # triton is optional
+    import triton
+    import triton.language as tl
+
+    HAS_TRITON = True
+except ImportError:  # pragma: no cover - exercised only where triton is missing
+    triton = None
+    tl = None
+    HAS_TRITON = False
+
+__all__ = [
+    "HAS_TRITON",
+    "triton_usable",
+    "TritonSPADENormFunction",
+    "TritonInstanceNormActFunction",
+]
+
+#: Input dtypes the Triton kernels accept.
+TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def _interpret_requested() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "yes", "on")
+
+
+def triton_usable(device: torch.device) -> bool:
+    """Whether the Triton kernels can run for tensors on ``device``.
+
+    Args:
+        device: Device of the input tensor.
+
+    Returns:
+        ``True`` on CUDA when triton is installed, and on CPU when triton is installed and the
+        ``TRITON_INTERPRET=1`` environment variable selects Triton's (slow) interpreter.
+    """
+    if not HAS_TRITON:
+        return False
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and _interpret_requested()
+
+
+# ----------------------------------------------------------------------------------------------
+# Kernel bodies (plain functions, turned into Triton kernels by _kernels())
+# ----------------------------------------------------------------------------------------------
+
+
+def _stats_kernel(
+    X, PMEAN, PM2, MEAN, RSTD,
+    C, HW, CHUNK, K, eps,
+    sxn, sxc, sxp,
+    SINGLE: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,
+):  # fmt: skip
+    n = tl.program_id(0)
+    cb = tl.program_id(1)
+    k = tl.program_id(2)
+    c = cb * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = c < C
+    p_start = k * CHUNK
+    p_end = tl.minimum(p_start + CHUNK, HW)
+    cnt = (p_end - p_start).to(tl.float32)
+    base = X + n.to(tl.int64) * sxn + c.to(tl.int64)[:, None] * sxc
+    acc = tl.zeros([BLOCK_C, BLOCK_P], dtype=tl.float32)
+    for off in range(0, CHUNK, BLOCK_P):
+        p = p_start + off + tl.arange(0, BLOCK_P)
+        m = cmask[:, None] & (p < p_end)[None, :]
+        xv = tl.load(base + p.to(tl.int64)[None, :] * sxp, mask=m, other=0.0).to(tl.float32)
+        acc += xv
+    cmean = tl.sum(acc, axis=1) / cnt
+    acc2 = tl.zeros([BLOCK_C, BLOCK_P], dtype=tl.float32)
+    for off in range(0, CHUNK, BLOCK_P):
+        p = p_start + off + tl.arange(0, BLOCK_P)
+        m = cmask[:, None] & (p < p_end)[None, :]
+        xv = tl.load(base + p.to(tl.int64)[None, :] * sxp, mask=m, other=0.0).to(tl.float32)
+        d = tl.where(m, xv - cmean[:, None], 0.0)
+        acc2 += d * d
+    m2 = tl.sum(acc2, axis=1)
+    plane = n * C + c
+    if SINGLE:
+        tl.store(MEAN + plane, cmean, mask=cmask)
+        tl.store(RSTD + plane, 1.0 / tl.sqrt(m2 / cnt + eps), mask=cmask)
+    else:
+        tl.store(PMEAN + plane * K + k, cmean, mask=cmask)
+        tl.store(PM2 + plane * K + k, m2, mask=cmask)
+
+
+def _combine_kernel(
+    PMEAN, PM2, MEAN, RSTD,
+    NC, HW, CHUNK, K, eps,
+    BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr,
+):  # fmt: skip
+    r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    kk = tl.arange(0, BLOCK_K)
+    rmask = r < NC
+    m = rmask[:, None] & (kk < K)[None, :]
+    idx = r[:, None] * K + kk[None, :]
+    pmean = tl.load(PMEAN + idx, mask=m, other=0.0)
+    pm2 = tl.load(PM2 + idx, mask=m, other=0.0)
+    cnt = tl.minimum(HW - kk * CHUNK, CHUNK).to(tl.float32)
+    cnt = tl.where(kk < K, cnt, 0.0)
+    mean = tl.sum(pmean * cnt[None, :], axis=1) / HW
+    d = pmean - mean[:, None]
+    m2 = tl.sum(pm2 + cnt[None, :] * d * d, axis=1)
+    tl.store(MEAN + r, mean, mask=rmask)
+    tl.store(RSTD + r, 1.0 / tl.sqrt(m2 / HW + eps), mask=rmask)
+
+
+def _fwd_apply_kernel(
+    X, G, B, Y, MEAN, RSTD,
+    C, HW, slope,
+    sxn, sxc, sxp, sgn, sgc, sgp, sbn, sbc, sbp, syn, syc, syp,
+    SPADE: tl.constexpr, HAS_W: tl.constexpr, HAS_B: tl.constexpr,
+    HAS_ACT: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,
+):  # fmt: skip
+    n = tl.program_id(0)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    p = tl.program_id(2) * BLOCK_P + tl.arange(0, BLOCK_P)
+    cmask = c < C
+    m = cmask[:, None] & (p < HW)[None, :]
+    n64 = n.to(tl.int64)
+    c64 = c.to(tl.int64)[:, None]
+    p64 = p.to(tl.int64)[None, :]
+    mean = tl.load(MEAN + n * C + c, mask=cmask, other=0.0)
+    rstd = tl.load(RSTD + n * C + c, mask=cmask, other=0.0)
+    xv = tl.load(X + n64 * sxn + c64 * sxc + p64 * sxp, mask=m, other=0.0).to(tl.float32)
+    z = (xv - mean[:, None]) * rstd[:, None]
+    if SPADE:
+        gv = tl.load(G + n64 * sgn + c64 * sgc + p64 * sgp, mask=m, other=0.0).to(tl.float32)
+        bv = tl.load(B + n64 * sbn + c64 * sbc + p64 * sbp, mask=m, other=0.0).to(tl.float32)
+        z = z * (1.0 + gv) + bv
+    else:
+        if HAS_W:
+            wv = tl.load(G + c, mask=cmask, other=0.0).to(tl.float32)
+            z = z * wv[:, None]
+        if HAS_B:
+            bv = tl.load(B + c, mask=cmask, other=0.0).to(tl.float32)
+            z = z + bv[:, None]
+    if HAS_ACT:
+        z = tl.where(z > 0, z, z * slope)
+    tl.store(Y + n64 * syn + c64 * syc + p64 * syp, z.to(Y.dtype.element_ty), mask=m)
+
+
+def _bwd_reduce_kernel(
+    DY, X, G, Y, MEAN, RSTD, PA, PB,
+    C, HW, CHUNK, K, slope,
+    sdn, sdc, sdp, sxn, sxc, sxp, sgn, sgc, sgp, syn, syc, syp,
+    SPADE: tl.constexpr, HAS_ACT: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,
+):  # fmt: skip
+    n = tl.program_id(0)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    k = tl.program_id(2)
+    cmask = c < C
+    n64 = n.to(tl.int64)
+    c64 = c.to(tl.int64)[:, None]
+    mean = tl.load(MEAN + n * C + c, mask=cmask, other=0.0)
+    rstd = tl.load(RSTD + n * C + c, mask=cmask, other=0.0)
+    p_start = k * CHUNK
+    p_end = tl.minimum(p_start + CHUNK, HW)
+    acc_a = tl.zeros([BLOCK_C, BLOCK_P], dtype=tl.float32)
+    acc_b = tl.zeros([BLOCK_C, BLOCK_P], dtype=tl.float32)
+    for off in range(0, CHUNK, BLOCK_P):
+        p = p_start + off + tl.arange(0, BLOCK_P)
+        m = cmask[:, None] & (p < p_end)[None, :]
+        p64 = p.to(tl.int64)[None, :]
+        g = tl.load(DY + n64 * sdn + c64 * sdc + p64 * sdp, mask=m, other=0.0).to(tl.float32)
+        if HAS_ACT:
+            yv = tl.load(Y + n64 * syn + c64 * syc + p64 * syp, mask=m, other=0.0).to(tl.float32)
+            g = tl.where(yv > 0, g, g * slope)
+        if SPADE:
+            gv = tl.load(G + n64 * sgn + c64 * sgc + p64 * sgp, mask=m, other=0.0).to(tl.float32)
+            g = g * (1.0 + gv)
+        xv = tl.load(X + n64 * sxn + c64 * sxc + p64 * sxp, mask=m, other=0.0).to(tl.float32)
+        xhat = tl.where(m, (xv - mean[:, None]) * rstd[:, None], 0.0)
+        acc_a += g
+        acc_b += g * xhat
+    plane = n * C + c
+    tl.store(PA + plane * K + k, tl.sum(acc_a, axis=1), mask=cmask)
+    tl.store(PB + plane * K + k, tl.sum(acc_b, axis=1), mask=cmask)
+
+
+def _bwd_apply_kernel(
+    DY, X, G, Y, MEAN, RSTD, CA, CB, DX, DG, DB,
+    C, HW, slope,
+    sdn, sdc, sdp, sxn, sxc, sxp, sgn, sgc, sgp, syn, syc, syp,
+    sxgn, sxgc, sxgp, sgon, sgoc, sgop, sbon, sboc, sbop,
+    SPADE: tl.constexpr, WRITE_GB: tl.constexpr, HAS_W: tl.constexpr,
+    HAS_ACT: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,
+):  # fmt: skip
+    # CA, CB: per-plane mean(dxhat) and mean(dxhat * xhat) (already scaled by the weight for
+    # instance norm). DX/DG/DB are written with their own strides (sx?*, sgo*, sbo*).
+    n = tl.program_id(0)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    p = tl.program_id(2) * BLOCK_P + tl.arange(0, BLOCK_P)
+    cmask = c < C
+    m = cmask[:, None] & (p < HW)[None, :]
+    n64 = n.to(tl.int64)
+    c64 = c.to(tl.int64)[:, None]
+    p64 = p.to(tl.int64)[None, :]
+    plane = n * C + c
+    mean = tl.load(MEAN + plane, mask=cmask, other=0.0)
+    rstd = tl.load(RSTD + plane, mask=cmask, other=0.0)
+    ca = tl.load(CA + plane, mask=cmask, other=0.0)
+    cb = tl.load(CB + plane, mask=cmask, other=0.0)
+    g = tl.load(DY + n64 * sdn + c64 * sdc + p64 * sdp, mask=m, other=0.0).to(tl.float32)
+    if HAS_ACT:
+        yv = tl.load(Y + n64 * syn + c64 * syc + p64 * syp, mask=m, other=0.0).to(tl.float32)
+        g = tl.where(yv > 0, g, g * slope)
+    xv = tl.load(X + n64 * sxn + c64 * sxc + p64 * sxp, mask=m, other=0.0).to(tl.float32)
+    xhat = (xv - mean[:, None]) * rstd[:, None]
+    if SPADE:
+        gv = tl.load(G + n64 * sgn + c64 * sgc + p64 * sgp, mask=m, other=0.0).to(tl.float32)
+        dxhat = g * (1.0 + gv)
+        if WRITE_GB:
+            tl.store(DG + n64 * sgon + c64 * sgoc + p64 * sgop, (g * xhat).to(DG.dtype.element_ty), mask=m)
+            tl.store(DB + n64 * sbon + c64 * sboc + p64 * sbop, g.to(DB.dtype.element_ty), mask=m)
+    else:
+        if HAS_W:
+            wv = tl.load(G + c, mask=cmask, other=0.0).to(tl.float32)
+            dxhat = g * wv[:, None]
+        else:
+            dxhat = g
+    dx = rstd[:, None] * (dxhat - ca[:, None] - xhat * cb[:, None])
+    tl.store(DX + n64 * sxgn + c64 * sxgc + p64 * sxgp, dx.to(DX.dtype.element_ty), mask=m)
+
+
+_BODIES = {
+    "stats": _stats_kernel,
+    "combine": _combine_kernel,
+    "fwd_apply": _fwd_apply_kernel,
+    "bwd_reduce": _bwd_reduce_kernel,
+    "bwd_apply": _bwd_apply_kernel,
+}
+
+
+@functools.lru_cache(maxsize=2)
+def _kernels(interpret: bool) -> SimpleNamespace:
+    """Wrap the bodies as Triton kernels: interpreted (CPU) or JIT-compiled (CUDA)."""
+    if not HAS_TRITON:  # pragma: no cover
+        raise RuntimeError("triton is not installed: pip install 'darlkit[triton]'")
+    if interpret:
+        from triton.runtime.interpreter import InterpretedFunction
+
+        wrap = InterpretedFunction
+    else:
+        from triton.runtime.jit import JITFunction
+
+        wrap = JITFunction
+    return SimpleNamespace(**{name: wrap(fn) for name, fn in _BODIES.items()})
+
+
+# ----------------------------------------------------------------------------------------------
+# Host side
+# ----------------------------------------------------------------------------------------------
+
+
+def _next_pow2(v: int) -> int:
+    return 1 << max(0, (int(v) - 1).bit_length())
+
+
+def _flat_strides(t: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
+    """(n, c, pixel) strides of a 4-D tensor whose H and W flatten; copies otherwise."""
+    _, _, h, w = t.shape
+    sn, sc, sh, sw = t.stride()
+    if h == 1:
+        return t, (sn, sc, sw)
+    if w == 1 or sh == w * sw:
+        return t, (sn, sc, sw if w > 1 else sh)
+    t = t.contiguous()
+    sn, sc, _, sw = t.stride()
+    return t, (sn, sc, sw)
+
+
+class _Config(SimpleNamespace):
+    pass
+
+
+def _config(x: torch.Tensor, interpret: bool) -> _Config:
+    n, c, h, w = x.shape
+    hw = h * w
+    channels_last = c > 1 and x.stride(1) == 1 and hw > 1
+    tile = 256 if interpret else 2048
+    if channels_last:
+        block_c = min(_next_pow2(c), 64)
+        block_p = max(1, min(_next_pow2(hw), tile // block_c))
+    else:
+        block_p = min(_next_pow2(hw), tile)
+        block_c = max(1, min(_next_pow2(c), tile // block_p))
+    n_cb = triton.cdiv(c, block_c)
+    n_pb = triton.cdiv(hw, block_p)
+    # Reduction chunks: enough programs to fill the device, at least 4 tiles per chunk.
+    target = 64 if interpret else 8 * _sm_count(x.device)
+    want = max(1, min(triton.cdiv(target, n * n_cb), triton.cdiv(n_pb, 4)))
+    chunk = triton.cdiv(n_pb, want) * block_p
+    k = triton.cdiv(hw, chunk)
+    if k > 1024:  # combine kernel loads all chunks of a plane at once
+        chunk = triton.cdiv(hw, 1024 * block_p) * block_p
+        k = triton.cdiv(hw, chunk)
+    num_warps = 1 if interpret else (8 if block_c * block_p >= 2048 else 4)
+    return _Config(
+        N=n, C=c, HW=hw, BLOCK_C=block_c, BLOCK_P=block_p, n_cb=n_cb, n_pb=n_pb,
+        CHUNK=chunk, K=k, num_warps=num_warps,
+    )  # fmt: skip
+
+
+@functools.lru_cache(maxsize=8)
+def _sm_count_cached(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def _sm_count(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 16
+    return _sm_count_cached(device.index if device.index is not None else torch.cuda.current_device())
+
+
+def _launch_kw(cfg: _Config) -> dict:
+    return {"num_warps": cfg.num_warps}
+
+
+def _forward(x, g, b, eps, slope, spade: bool, out_dtype: torch.dtype):
+    interpret = x.device.type == "cpu"
+    kern = _kernels(interpret)
+    x, (sxn, sxc, sxp) = _flat_strides(x)
+    cfg = _config(x, interpret)
+    nc = cfg.N * cfg.C
+    mean = torch.empty(nc, device=x.device, dtype=torch.float32)
+    rstd = torch.empty_like(mean)
+    single = cfg.K == 1
+    if single:
+        pmean = pm2 = mean  # unused
+    else:
+        pmean = torch.empty(nc * cfg.K, device=x.device, dtype=torch.float32)
+        pm2 = torch.empty_like(pmean)
+    kern.stats[(cfg.N, cfg.n_cb, cfg.K)](
+        x, pmean, pm2, mean, rstd, cfg.C, cfg.HW, cfg.CHUNK, cfg.K, float(eps),
+        sxn, sxc, sxp, SINGLE=single, BLOCK_C=cfg.BLOCK_C, BLOCK_P=cfg.BLOCK_P, **_launch_kw(cfg),
+    )  # fmt: skip
+    if not single:
+        block_r = max(1, min(64, 4096 // _next_pow2(cfg.K)))
+        kern.combine[(triton.cdiv(nc, block_r),)](
+            pmean, pm2, mean, rstd, nc, cfg.HW, cfg.CHUNK, cfg.K, float(eps),
+            BLOCK_R=block_r, BLOCK_K=_next_pow2(cfg.K), num_warps=1 if interpret else 4,
+        )  # fmt: skip
+    y = torch.empty_like(x, dtype=out_dtype)
+    _, (syn, syc, syp) = _flat_strides(y)
+    if spade:
+        g, gs = _flat_strides(g)
+        b, bs = _flat_strides(b)
+    else:
+        gs = bs = (0, 0, 0)
+    dummy = mean
+    kern.fwd_apply[(cfg.N, cfg.n_cb, cfg.n_pb)](
+        x, g if g is not None else dummy, b if b is not None else dummy, y, mean, rstd,
+        cfg.C, cfg.HW, float(slope if slope is not None else 0.0),
+        sxn, sxc, sxp, *gs, *bs, syn, syc, syp,
+        SPADE=spade, HAS_W=g is not None, HAS_B=b is not None, HAS_ACT=slope is not None,
+        BLOCK_C=cfg.BLOCK_C, BLOCK_P=cfg.BLOCK_P, **_launch_kw(cfg),
+    )  # fmt: skip
+    return y, mean, rstd
+
+
+def _backward(dy, x, g, y, mean, rstd, slope, spade: bool, need_g: bool):
+    """Returns dx, and (dgamma, dbeta) maps for SPADE or (sum(g*xhat), sum(g)) per plane."""
+    interpret = x.device.type == "cpu"
+    kern = _kernels(interpret)
+    x, xs = _flat_strides(x)
+    dy, ds = _flat_strides(dy)
+    cfg = _config(x, interpret)
+    nc = cfg.N * cfg.C
+    has_act = slope is not None
+    dummy = mean
+    if has_act:
+        y, ys = _flat_strides(y)
+    else:
+        y, ys = dummy, (0, 0, 0)
+    if spade:
+        g, gs = _flat_strides(g)
+    else:
+        gs = (0, 0, 0)
+    pa = torch.empty(nc * cfg.K, device=x.device, dtype=torch.float32)
+    pb = torch.empty_like(pa)
+    slope_f = float(slope if slope is not None else 0.0)
+    kern.bwd_reduce[(cfg.N, cfg.n_cb, cfg.K)](
+        dy, x, g if spade else dummy, y, mean, rstd, pa, pb,
+        cfg.C, cfg.HW, cfg.CHUNK, cfg.K, slope_f,
+        *ds, *xs, *gs, *ys,
+        SPADE=spade, HAS_ACT=has_act, BLOCK_C=cfg.BLOCK_C, BLOCK_P=cfg.BLOCK_P, **_launch_kw(cfg),
+    )  # fmt: skip
+    sum_a = pa.view(nc, cfg.K).sum(1)  # sum(g * s) per plane
+    sum_b = pb.view(nc, cfg.K).sum(1)  # sum(g * s * xhat) per plane
+    if spade:
+        ca = sum_a / cfg.HW
+        cb = sum_b / cfg.HW
+        w_ptr = g
+        has_w = True
+    else:
+        # here s == 1: sum_a = sum(g), sum_b = sum(g * xhat); dxhat = g * w
+        if g is not None:
+            wrep = g.to(torch.float32).repeat(cfg.N)
+            ca = sum_a * wrep / cfg.HW
+            cb = sum_b * wrep / cfg.HW
+        else:
+            ca = sum_a / cfg.HW
+            cb = sum_b / cfg.HW
+        w_ptr = g if g is not None else dummy
+        has_w = g is not None
+    dx = torch.empty_like(x)
+    _, dxs = _flat_strides(dx)
+    if spade and need_g:
+        dg = torch.empty_like(x, dtype=g.dtype)
+        db = torch.empty_like(x, dtype=g.dtype)
+        _, dgs = _flat_strides(dg)
+        _, dbs = _flat_strides(db)
+    else:
+        dg = db = dummy
+        dgs = dbs = (0, 0, 0)
+    kern.bwd_apply[(cfg.N, cfg.n_cb, cfg.n_pb)](
+        dy, x, w_ptr, y, mean, rstd, ca.contiguous(), cb.contiguous(), dx, dg, db,
+        cfg.C, cfg.HW, slope_f,
+        *ds, *xs, *gs, *ys, *dxs, *dgs, *dbs,
+        SPADE=spade, WRITE_GB=spade and need_g, HAS_W=has_w, HAS_ACT=has_act,
+        BLOCK_C=cfg.BLOCK_C, BLOCK_P=cfg.BLOCK_P, **_launch_kw(cfg),
+    )  # fmt: skip
+    if spade:
+        return dx, (dg if need_g else None), (db if need_g else None)
+    return dx, sum_b.view(cfg.N, cfg.C), sum_a.view(cfg.N, cfg.C)
+
+
+class TritonSPADENormFunction(torch.autograd.Function):
+    """Autograd function of the SPADE modulation on the Triton kernels.
+
+    ``apply(x, gamma, beta, eps, negative_slope)``; ``x``, ``gamma``, ``beta`` of shape
+    (N, C, H, W) (float32/bfloat16/float16; maps may be expanded views), ``negative_slope`` is
+    ``None`` or >= 0. Returns a tensor of the promoted dtype in ``x``'s memory format.
+    """
+
+    @staticmethod
+    def forward(ctx, x, gamma, beta, eps, negative_slope):  # type: ignore[override]
+        out_dtype = torch.promote_types(torch.promote_types(x.dtype, gamma.dtype), beta.dtype)
+        y, mean, rstd = _forward(x, gamma, beta, eps, negative_slope, True, out_dtype)
+        ctx.save_for_backward(x, gamma, mean, rstd, y if negative_slope is not None else None)
+        ctx.negative_slope = negative_slope
+        ctx.beta_dtype = beta.dtype
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):  # type: ignore[override]
+        x, gamma, mean, rstd, y = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        # SPADE path: the "scale" pointer carries gamma; dgamma/dbeta are written in gamma's dtype
+        dx, dg, db = _backward(
+            dy, x, gamma, y, mean, rstd, ctx.negative_slope, True, need[1] or need[2]
+        )
+        return (
+            dx if need[0] else None,
+            dg if need[1] else None,
+            (db.to(ctx.beta_dtype) if db is not None else None) if need[2] else None,
+            None,
+            None,
+        )
+
+
+class TritonInstanceNormActFunction(torch.autograd.Function):
+    """Autograd function of the affine instance norm + LeakyReLU on the Triton kernels.
+
+    ``apply(x, weight, bias, eps, negative_slope)``; ``x`` of shape (N, C, H, W)
+    (float32/bfloat16/float16), ``weight``/``bias`` of shape (C,) or ``None``.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps, negative_slope):  # type: ignore[override]
+        y, mean, rstd = _forward(x, weight, bias, eps, negative_slope, False, x.dtype)
+        ctx.save_for_backward(x, weight, mean, rstd, y if negative_slope is not None else None)
+        ctx.negative_slope = negative_slope
+        ctx.bias_dtype = None if bias is None else bias.dtype
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):  # type: ignore[override]
+        x, weight, mean, rstd, y = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        dx, sgx, sg = _backward(dy, x, weight, y, mean, rstd, ctx.negative_slope, False, False)
+        return (
+            dx if need[0] else None,
+            sgx.sum(0).to(weight.dtype) if need[1] else None,
+            sg.sum(0).to(ctx.bias_dtype) if need[2] else None,
+            None,
+            None,
+        )
