@@ -350,7 +350,7 @@ class DARL(nn.Module):
         eps_a, eps_b = eps_ab[:n], eps_ab[n:]
         seg = self.generator(torch.cat([x_a_t, eps_a], dim=1))
         synth = self.generator(torch.cat([x_b_t, eps_b], dim=1), mask_to_onehot(mask))
-        x_hat_t = q(synth, t_a, noise)
+        x_hat_t = q(synth, t_a, noise.to(synth.dtype))  # synth is bf16/fp16 under autocast
         cycle = self.generator(self._g_input(x_hat_t, t_a))
         return DARLPaths(
             seg=seg,
