@@ -1,0 +1,59 @@
+"""Stand-in datasets and configs shared by the training, trainer, DDP and CLI tests (no tests here)."""
+
+from __future__ import annotations
+
+import torch
+
+from darlkit.training import TrainConfig
+
+
+class RandomTrainSet(torch.utils.data.Dataset):
+    """Fixed random ``{"angiogram", "background", "mask"}`` items of shape (1, size, size)."""
+
+    def __init__(self, n: int = 8, size: int = 32, seed: int = 1) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.x = torch.rand(n, 3, 1, size, size, generator=g) * 2 - 1
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        a, b, m = self.x[i]
+        return {"angiogram": a.clone(), "background": b.clone(), "mask": torch.where(m > 0.6, 1.0, -1.0)}
+
+
+class RandomTestSet(torch.utils.data.Dataset):
+    """Fixed random ``{"image", "mask", "name"}`` items; masks in {0, 1}."""
+
+    def __init__(self, n: int = 2, size: int = 64) -> None:
+        self.n, self.size = n, size
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        g = torch.Generator().manual_seed(100 + i)
+        image = torch.rand(1, self.size, self.size, generator=g) * 2 - 1
+        mask = (torch.rand(1, self.size, self.size, generator=g) > 0.9).float()
+        return {"image": image, "mask": mask, "name": f"{i}.png"}
+
+
+def micro_config(**overrides) -> TrainConfig:
+    """A 32x32 two-level configuration: a training step takes tens of milliseconds."""
+    values = dict(
+        image_size=32,
+        batch_size=2,
+        unet_base_channels=8,
+        unet_channel_mults=(1, 2),
+        unet_attn_resolutions=(),
+        unet_norm_groups=4,
+        gen_base_channels=8,
+        spade_hidden=8,
+        disc_base_channels=8,
+        pool_size=3,
+        val_every=0,
+        ckpt_every=0,
+        log_every=1,
+    )
+    values.update(overrides)
+    return TrainConfig.preset("tiny", **values)
