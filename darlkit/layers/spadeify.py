@@ -330,7 +330,11 @@ def spadeify(
         if id(parent) in seen:  # a shared submodule: its children are already planned
             return
         seen.add(id(parent))
-        for child_name, child in parent.named_children():
+        # ``_modules`` rather than ``named_children()``: the latter hides a second name of a
+        # module shared within one parent.
+        for child_name, child in list(parent._modules.items()):
+            if child is None:
+                continue
             full = f"{prefix}.{child_name}" if prefix else child_name
             if isinstance(child, SwitchableSPADE):
                 continue
