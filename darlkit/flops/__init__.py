@@ -1,3 +1,44 @@
-"""darlkit.flops (filled in by its issue)."""
+"""Multiply-accumulate counting ("exact" and "paper" conventions) and the paper's Table 12.
 
-__all__: list[str] = []
+* ``count_macs(module, *args, convention="paper") -> MacReport``,
+* ``register_mac_rule`` / ``unregister_mac_rule`` / ``get_mac_rule`` -- the paper
+  convention's per-module-type rule registry (darlkit's ``SwitchableSPADE`` has one),
+* ``compute_table12`` / ``format_table12`` -- Table 12 (``darlkit flops``,
+  ``benchmarks/table12.py``).
+"""
+
+from darlkit.flops.counter import (
+    CONVENTIONS,
+    PAPER_RULES_DOC,
+    MacReport,
+    count_macs,
+    get_mac_rule,
+    register_mac_rule,
+    unregister_mac_rule,
+)
+from darlkit.flops.rules import switchable_spade_macs
+from darlkit.flops.table12 import (
+    PAPER_COMPONENT_GMACS,
+    PAPER_TABLE12,
+    Table12,
+    Table12Row,
+    compute_table12,
+    format_table12,
+)
+
+__all__ = [
+    "CONVENTIONS",
+    "PAPER_RULES_DOC",
+    "MacReport",
+    "count_macs",
+    "register_mac_rule",
+    "unregister_mac_rule",
+    "get_mac_rule",
+    "switchable_spade_macs",
+    "PAPER_TABLE12",
+    "PAPER_COMPONENT_GMACS",
+    "Table12",
+    "Table12Row",
+    "compute_table12",
+    "format_table12",
+]
