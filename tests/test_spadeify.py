@@ -359,3 +359,16 @@ def test_spadeify_property(kind, affine, groups, ch, hidden, kernel, seed):
     with torch.no_grad():
         torch.testing.assert_close(wrapper(x), model(x), rtol=1e-5, atol=1e-5)
         assert wrapper(x, segmap=torch.randint(0, 2, (1, 3, 5))).shape == (1, 1, 8, 8)
+
+
+def test_compose_spade_example_smoke(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "compose_spade.py"
+    spec = importlib.util.spec_from_file_location("compose_spade_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--smoke", "--size", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "9 SwitchableSPADE layers" in out and out.rstrip().endswith("OK")
