@@ -225,7 +225,7 @@ def train_from_args(args: argparse.Namespace, *, default_preset: str = "paper", 
                               progress=not args.no_progress)
         if trainer.is_main:
             n_params = sum(p.numel() for p in model.parameters())
-            log(f"darlkit train: preset {config.preset}, {len(train_set)} training items, "
+            log(f"darlkit train: preset {config.preset_name}, {len(train_set)} training items, "
                 f"{0 if test_set is None else len(test_set)} test images, {n_params / 1e6:.2f} M parameters, "
                 f"device {device}, world size {trainer.world_size}")
         result = trainer.fit(train_set, steps=args.steps, val_data=test_set, resume=resume)

@@ -13,6 +13,7 @@ import os
 import pickle
 import random
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -97,13 +98,20 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"checkpoint {path} is not a readable PyTorch file (not a torch.save zip archive)")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(
-            f"checkpoint {path} was refused by the safe loader (weights_only=True): {first}"
-        ) from None
+        text = str(exc)
+        detail = text.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()[0] if text.strip() else ""
+        if "Unsupported global" in text:
+            detail = detail.split(" was not an allowed global")[0]
+            raise ValueError(
+                f"checkpoint {path} was refused by the safe loader (weights_only=True): it contains a "
+                f"pickled Python object ({detail})"
+            ) from None
+        raise ValueError(f"checkpoint {path} is not a readable PyTorch file: {detail or type(exc).__name__}") from None
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds for corrupt files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"checkpoint {path} is not a readable PyTorch file: {first}") from None

@@ -32,7 +32,7 @@ class TrainConfig:
     Python objects.
 
     Attributes:
-        preset: Name of the preset the configuration started from (informational).
+        preset_name: Name of the preset the configuration started from (informational).
         image_size: Side of the square training crops (pixels).
         batch_size: Images per step and process (the global batch is ``batch_size * world_size``).
         lr: Adam learning rate of the diffusion module + generator.
@@ -71,7 +71,7 @@ class TrainConfig:
         figure_rows: Rows of the validation figure (angiogram | prediction | truth | synthetic).
     """
 
-    preset: str = "paper"
+    preset_name: str = "paper"
     image_size: int = 256
     batch_size: int = 1
     lr: float = 5e-6
@@ -205,7 +205,7 @@ class TrainConfig:
         """
         if name not in PRESETS:
             raise ValueError(f"preset must be one of {PRESETS}, got {name!r}")
-        values: dict[str, Any] = {"preset": name}
+        values: dict[str, Any] = {"preset_name": name}
         if name == "tiny":
             values.update(
                 image_size=64,
