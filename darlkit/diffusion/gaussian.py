@@ -20,8 +20,6 @@ from darlkit.diffusion.schedules import make_beta_schedule
 
 __all__ = ["GaussianDiffusion", "SCHEDULE_BUFFERS"]
 
-#: Names of the float32 schedule buffers of :class:`GaussianDiffusion`, in registration
-#: order. They equal the top-level keys of the authors' released generator checkpoint.
 SCHEDULE_BUFFERS: tuple[str, ...] = (
     "betas",
     "alphas_cumprod",
@@ -36,9 +34,13 @@ SCHEDULE_BUFFERS: tuple[str, ...] = (
     "posterior_mean_coef1",
     "posterior_mean_coef2",
 )
+"""Names of the float32 schedule buffers of ``GaussianDiffusion``, in registration order.
 
-#: Lower clip of the posterior variance before its log (the variance is 0 at t = 0).
+They equal the top-level keys of the authors' released generator checkpoint (``<prefix>_G.pth``).
+"""
+
 POSTERIOR_LOG_VARIANCE_FLOOR = 1e-20
+"""Lower clip of the posterior variance before its log (the variance is 0 at t = 0)."""
 
 _INT_DTYPES = (torch.int64, torch.int32)
 

@@ -15,7 +15,6 @@ import torch
 
 __all__ = ["BETA_SCHEDULES", "make_beta_schedule"]
 
-#: Names accepted by :func:`make_beta_schedule` (and by ``GaussianDiffusion(schedule=...)``).
 BETA_SCHEDULES: tuple[str, ...] = (
     "linear",
     "quad",
@@ -27,9 +26,10 @@ BETA_SCHEDULES: tuple[str, ...] = (
     "sigmoid",
     "scaled_linear",
 )
+"""Names accepted by ``make_beta_schedule`` and ``GaussianDiffusion(schedule=...)``, each documented there."""
 
-#: Upper clip of the cosine schedule's betas (Nichol & Dhariwal, 2021).
 COSINE_MAX_BETA = 0.999
+"""Upper clip of the cosine schedule's betas (Nichol & Dhariwal, 2021)."""
 
 
 def _check_positive_int(value: object, name: str) -> int:

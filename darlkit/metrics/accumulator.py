@@ -17,10 +17,9 @@ from darlkit.metrics.segmentation import METRIC_FUNCTIONS, _scores, confusion_co
 
 __all__ = ["SegmentationMetrics", "DEFAULT_METRICS", "METRIC_DISPLAY_NAMES"]
 
-#: Metrics tracked by default, in report order (the paper's Table 1 shows the first three).
 DEFAULT_METRICS: tuple[str, ...] = ("iou", "dice", "precision", "recall", "specificity")
+"""Metrics tracked by default, in report order (the paper's Table 1 shows the first three)."""
 
-#: Names used by ``SegmentationMetrics.format_table``.
 METRIC_DISPLAY_NAMES = {
     "iou": "IoU",
     "dice": "Dice",
@@ -28,6 +27,7 @@ METRIC_DISPLAY_NAMES = {
     "recall": "Recall",
     "specificity": "Specificity",
 }
+"""Metric name -> display name used by ``SegmentationMetrics.format_table``."""
 
 
 class SegmentationMetrics:

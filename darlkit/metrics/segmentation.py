@@ -206,7 +206,6 @@ def specificity_score(pred: torch.Tensor, target: torch.Tensor, threshold: float
     return _scores("specificity", *confusion_counts(pred, target, threshold))
 
 
-#: Metric name -> function; the names accepted by ``SegmentationMetrics(metrics=...)``.
 METRIC_FUNCTIONS = {
     "iou": iou_score,
     "dice": dice_score,
@@ -214,3 +213,4 @@ METRIC_FUNCTIONS = {
     "recall": recall_score,
     "specificity": specificity_score,
 }
+"""Metric name -> per-image function; the names accepted by ``SegmentationMetrics(metrics=...)``."""
