@@ -52,7 +52,8 @@ def test_discriminator_loss_hand_values_and_gradient() -> None:
     # d/dp 0.5 * mean((p - y)^2) = (p - y) / n
     torch.testing.assert_close(real.grad, (real.detach() - 1) / 2)
     torch.testing.assert_close(fake.grad, fake.detach() / 3)
-    assert torch.autograd.gradcheck(lsgan_discriminator_loss, (real.detach().requires_grad_(), fake.detach().requires_grad_()))
+    inputs = (real.detach().requires_grad_(), fake.detach().requires_grad_())
+    assert torch.autograd.gradcheck(lsgan_discriminator_loss, inputs)
 
 
 def test_cycle_loss_hand_values_and_gradient() -> None:

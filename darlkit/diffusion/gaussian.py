@@ -156,6 +156,7 @@ class GaussianDiffusion(nn.Module):
             self.register_buffer(name, torch.tensor(value, dtype=torch.float32))
 
     def extra_repr(self) -> str:
+        """Schedule name and T, shown in ``repr(module)``."""
         return f"schedule={self.schedule!r}, num_timesteps={self.num_timesteps}"
 
     # ------------------------------------------------------------------ module plumbing
@@ -188,7 +189,7 @@ class GaussianDiffusion(nn.Module):
                 raise TypeError(f"t must be an int64 or int32 tensor (integer step indices), got dtype {t.dtype}")
             if t.dim() != 1 or t.shape[0] != batch:
                 raise ValueError(f"t must have shape ({batch},) to match the batch, got {tuple(t.shape)}")
-            if t.numel() and (int(t.min()) < 0 or int(t.max()) >= T):
+            if bool(((t < 0) | (t >= T)).any()):  # one host sync
                 raise ValueError(f"t values must lie in [0, {T}), got min {int(t.min())} and max {int(t.max())}")
             return t.to(device=device, dtype=torch.int64)
         if isinstance(t, bool) or not isinstance(t, numbers.Integral):
@@ -271,7 +272,9 @@ class GaussianDiffusion(nn.Module):
             noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
         else:
             noise = self._check_like(noise, x0, "noise", "x0")
-        return self._coef("sqrt_alphas_cumprod", t, x0) * x0 + self._coef("sqrt_one_minus_alphas_cumprod", t, x0) * noise
+        mean_coef = self._coef("sqrt_alphas_cumprod", t, x0)
+        std = self._coef("sqrt_one_minus_alphas_cumprod", t, x0)
+        return mean_coef * x0 + std * noise
 
     def predict_start_from_noise(self, x_t: torch.Tensor, t: torch.Tensor | int, noise: torch.Tensor) -> torch.Tensor:
         """Invert ``q_sample``: x_0 = sqrt(1 / alpha_bar_t) x_t - sqrt(1 / alpha_bar_t - 1) eps.
@@ -287,7 +290,9 @@ class GaussianDiffusion(nn.Module):
         x_t = self._check_x(x_t, "x_t")
         t = self._check_t(t, x_t.shape[0], x_t.device)
         noise = self._check_like(noise, x_t, "noise", "x_t")
-        return self._coef("sqrt_recip_alphas_cumprod", t, x_t) * x_t - self._coef("sqrt_recipm1_alphas_cumprod", t, x_t) * noise
+        c_x = self._coef("sqrt_recip_alphas_cumprod", t, x_t)
+        c_eps = self._coef("sqrt_recipm1_alphas_cumprod", t, x_t)
+        return c_x * x_t - c_eps * noise
 
     def q_posterior(
         self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor | int

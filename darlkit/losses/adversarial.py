@@ -71,6 +71,7 @@ class LSGANLoss(nn.Module):
         self.fake_label = float(fake_label)
 
     def extra_repr(self) -> str:
+        """The two labels, shown in ``repr(module)``."""
         return f"real_label={self.real_label}, fake_label={self.fake_label}"
 
     def forward(self, pred: torch.Tensor, target_is_real: bool) -> torch.Tensor:

@@ -141,7 +141,8 @@ class SegmentationMetrics:
             raise ValueError(f"digits must be an int >= 0, got {digits!r}")
         agg = self.aggregate(ddof=ddof)
         lines = [
-            f"{METRIC_DISPLAY_NAMES[name]} {res['mean']:.{digits}f} ± {res['std']:.{digits}f}" for name, res in agg.items()
+            f"{METRIC_DISPLAY_NAMES[name]} {res['mean']:.{digits}f} ± {res['std']:.{digits}f}"
+            for name, res in agg.items()
         ]
         lines.append(f"(n = {len(self)})")
         return "\n".join(lines)
@@ -175,10 +176,17 @@ class SegmentationMetrics:
 
     def state_dict(self) -> dict[str, object]:
         """Plain-python snapshot: threshold, metric names and per-image values."""
-        return {"threshold": self.threshold, "metrics": list(self.metrics), "values": {k: list(v) for k, v in self._values.items()}}
+        return {
+            "threshold": self.threshold,
+            "metrics": list(self.metrics),
+            "values": {k: list(v) for k, v in self._values.items()},
+        }
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         """Restore a ``state_dict()`` snapshot (metrics and threshold must match).
+
+        Args:
+            state: A dict from ``state_dict()`` (plain python, so JSON round trips work).
 
         Raises:
             ValueError: If the snapshot's metrics or threshold differ from this accumulator's.
