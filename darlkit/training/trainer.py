@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import inspect
 import json
 import math
 import os
@@ -332,8 +333,15 @@ class DARLTrainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            g_step = DDP(g_step, device_ids=ids, broadcast_buffers=True)
-            d_step = DDP(d_step, device_ids=ids, broadcast_buffers=True)
+            # Buffers (spectral-norm vectors) are re-synchronised from rank 0 at every forward;
+            # newer torch names the option forward_sync_buffers, older ones broadcast_buffers.
+            sync = (
+                {"forward_sync_buffers": True}
+                if "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters
+                else {"broadcast_buffers": True}
+            )
+            g_step = DDP(g_step, device_ids=ids, **sync)
+            d_step = DDP(d_step, device_ids=ids, **sync)
         self._g_step = g_step
         self._d_step = d_step
 
