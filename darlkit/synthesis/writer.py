@@ -1,0 +1,172 @@
+"""``write_synthetic_xcad``: a complete synthetic dataset in the XCAD folder layout."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from darlkit.synthesis._seeding import as_seed_sequence, child_sequence
+from darlkit.synthesis.angiogram import render_angiogram, render_background
+from darlkit.synthesis.synthesizer import STYLES, FractalVesselSynthesizer
+
+__all__ = ["write_synthetic_xcad", "SYNTH_FOLDERS"]
+
+#: Folders written by ``write_synthetic_xcad``, relative to the output root.
+SYNTH_FOLDERS: tuple[str, ...] = ("train/trainA", "train/trainB", "train/trainC", "test/images", "test/masks")
+
+# Independent seed streams (SeedSequence spawn keys under the user's seed).
+_TRAIN_A_MASKS, _TRAIN_B_MASKS, _TRAIN_B_BG, _TRAIN_B_RENDER, _TRAIN_C_BG, _TEST_MASKS, _TEST_BG, _TEST_RENDER = range(8)
+_CHUNK = 8
+
+
+def _to_u8(x: torch.Tensor) -> np.ndarray:
+    """(1, H, W) float in [-1, 1] -> (H, W) uint8."""
+    return ((x[0].clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8).numpy()
+
+
+def _save(arr: np.ndarray, path: Path) -> None:
+    Image.fromarray(arr, mode="L").save(path, format="PNG", optimize=False, compress_level=6)
+
+
+def _name(i: int, n: int) -> str:
+    return f"{i:0{max(5, len(str(max(n - 1, 0))))}d}.png"
+
+
+def _write_train_chunk(out: Path, base: np.random.SeedSequence, size: int, start: int, stop: int, n: int, train_style: str, angiogram_style: str) -> int:
+    idx = range(start, stop)
+    masks_a = FractalVesselSynthesizer(size, train_style, seed=child_sequence(base, _TRAIN_A_MASKS), output="uint8").masks(idx)
+    masks_b = FractalVesselSynthesizer(size, angiogram_style, seed=child_sequence(base, _TRAIN_B_MASKS)).masks(idx)
+    for k, i in enumerate(idx):
+        name = _name(i, n)
+        _save(masks_a[k, 0].numpy(), out / "train" / "trainA" / name)
+        bg_b = render_background(size, seed=child_sequence(base, _TRAIN_B_BG, i), noise=False)
+        ang = render_angiogram(bg_b, masks_b[k : k + 1], seed=child_sequence(base, _TRAIN_B_RENDER, i))
+        _save(_to_u8(ang[0]), out / "train" / "trainB" / name)
+        bg_c = render_background(size, seed=child_sequence(base, _TRAIN_C_BG, i), noise=True)
+        _save(_to_u8(bg_c[0]), out / "train" / "trainC" / name)
+    return 3 * len(idx)
+
+
+def _write_test_chunk(out: Path, base: np.random.SeedSequence, size: int, start: int, stop: int, n: int, test_style: str) -> int:
+    idx = range(start, stop)
+    masks = FractalVesselSynthesizer(size, test_style, seed=child_sequence(base, _TEST_MASKS)).masks(idx)
+    for k, i in enumerate(idx):
+        name = _name(i, n)
+        binary = (masks[k : k + 1] >= 0.5).float()
+        _save((binary[0, 0] * 255).to(torch.uint8).numpy(), out / "test" / "masks" / name)
+        bg = render_background(size, seed=child_sequence(base, _TEST_BG, i), noise=False)
+        img = render_angiogram(bg, masks[k : k + 1], seed=child_sequence(base, _TEST_RENDER, i))
+        _save(_to_u8(img[0]), out / "test" / "images" / name)
+    return 2 * len(idx)
+
+
+def _run_job(job: tuple) -> int:
+    torch.set_num_threads(1)
+    kind, *args = job
+    return _write_train_chunk(*args) if kind == "train" else _write_test_chunk(*args)
+
+
+def write_synthetic_xcad(
+    out: str | os.PathLike,
+    n_train: int = 1621,
+    n_test: int = 134,
+    size: int = 512,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: bool = True,
+    test_style: str = "tree",
+    train_style: str = "ssvs",
+    *,
+    angiogram_style: str = "tree",
+    workers: int = 0,
+) -> Path:
+    """Write a synthetic dataset in the exact XCAD layout (8-bit grayscale PNGs).
+
+    - ``train/trainA``: ``n_train`` vessel masks of ``train_style`` (default the released SSVS
+      fractals; uint8 0/255 with anti-aliased grey edges, as in XCAD).
+    - ``train/trainB``: ``n_train`` synthetic angiograms (``render_angiogram`` on a clean
+      ``render_background``) whose vessels are ``angiogram_style`` masks from their own seed stream,
+      so they are neither the ``trainA`` masks nor the test masks.
+    - ``train/trainC``: ``n_train`` backgrounds, independent of the ``trainB`` backgrounds.
+    - ``test/images`` + ``test/masks``: ``n_test`` angiograms and their binary (0/255) masks of
+      ``test_style`` from yet another seed stream (by default the realistic "tree" style), so
+      evaluating on them measures self-supervised segmentation, not memorisation of ``trainA``.
+
+    Files are named ``00000.png``, ``00001.png``, ... Every image depends only on ``(seed, folder,
+    index)`` through independent ``numpy.random.SeedSequence`` streams, so the same seed writes
+    byte-identical files (with the same numpy/torch/Pillow/zlib versions), with or without
+    ``workers``.
+
+    Args:
+        out: Output root folder (created if missing).
+        n_train: Images per training folder (XCAD: 1621).
+        n_test: Test images (XCAD: 134).
+        size: Image side in pixels, even and >= 32 (XCAD: 512).
+        seed: Non-negative int.
+        overwrite: Allow a non-empty ``out``: the PNGs already in the five XCAD folders are deleted
+            first (nothing else is touched). Without it a non-empty ``out`` raises ``FileExistsError``.
+        progress: Show a tqdm progress bar.
+        test_style: Mask style of the test set (see ``FractalVesselSynthesizer``).
+        train_style: Mask style of ``trainA``.
+        angiogram_style: Mask style of the vessels drawn into ``trainB``.
+        workers: Worker processes (0 = in this process). Output does not depend on it.
+
+    Returns:
+        The output root as a ``Path``.
+
+    Raises:
+        ValueError: On a bad count, size, style or seed.
+        FileExistsError: If ``out`` is a non-empty folder and ``overwrite`` is False, or a file.
+    """
+    for name, v, lo in (("n_train", n_train, 0), ("n_test", n_test, 0), ("seed", seed, 0), ("workers", workers, 0)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+    if n_train + n_test == 0:
+        raise ValueError("n_train and n_test are both 0: nothing to write")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 32 or size % 2:
+        raise ValueError(f"size must be an even int >= 32, got {size!r}")
+    for name, v in (("test_style", test_style), ("train_style", train_style), ("angiogram_style", angiogram_style)):
+        if v not in STYLES:
+            raise ValueError(f"{name} must be one of {STYLES}, got {v!r}")
+    root = Path(out)
+    if root.exists() and not root.is_dir():
+        raise FileExistsError(f"output {root} exists and is not a folder")
+    if root.is_dir() and any(root.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"output folder {root} is not empty (pass overwrite=True / --overwrite to replace its XCAD PNGs)")
+        for folder in SYNTH_FOLDERS:
+            d = root / folder
+            if d.is_dir():
+                for f in d.iterdir():
+                    if f.is_file() and f.suffix.lower() == ".png":
+                        f.unlink()
+    for folder in SYNTH_FOLDERS:
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    base = as_seed_sequence(int(seed))
+    size = int(size)
+    jobs: list[tuple] = []
+    for a in range(0, n_train, _CHUNK):
+        jobs.append(("train", root, base, size, a, min(a + _CHUNK, n_train), n_train, train_style, angiogram_style))
+    for a in range(0, n_test, _CHUNK):
+        jobs.append(("test", root, base, size, a, min(a + _CHUNK, n_test), n_test, test_style))
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=3 * n_train + 2 * n_test, desc=f"darlkit synth {root}", unit="img", disable=not progress)
+    try:
+        if workers > 0:
+            import multiprocessing as mp
+
+            with mp.get_context("spawn").Pool(workers) as pool:
+                for done in pool.imap_unordered(_run_job, jobs):
+                    bar.update(done)
+        else:
+            for job in jobs:
+                kind, *args = job
+                bar.update(_write_train_chunk(*args) if kind == "train" else _write_test_chunk(*args))
+    finally:
+        bar.close()
+    return root
