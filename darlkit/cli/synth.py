@@ -1,0 +1,70 @@
+"""``darlkit synth``: write a synthetic dataset in the XCAD folder layout."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``synth`` sub-command.
+
+    Args:
+        subparsers: The sub-parser collection of the ``darlkit`` parser.
+
+    Returns:
+        The ``synth`` parser.
+    """
+    from darlkit.synthesis.synthesizer import STYLES
+
+    p = subparsers.add_parser(
+        "synth",
+        help="write a synthetic XCAD-layout dataset (fractal masks, angiograms, backgrounds, test set)",
+        description=(
+            "Write train/trainA (vessel masks), train/trainB (synthetic angiograms), train/trainC "
+            "(backgrounds), test/images and test/masks as 8-bit PNGs in the XCAD layout. The same "
+            "seed gives byte-identical files."
+        ),
+    )
+    p.add_argument("out", help="output folder (must be empty or missing unless --overwrite)")
+    p.add_argument("--n-train", type=int, default=1621, help="images per training folder (default: 1621, as XCAD)")
+    p.add_argument("--n-test", type=int, default=134, help="test images (default: 134, as XCAD)")
+    p.add_argument("--size", type=int, default=512, help="image side, even and >= 32 (default: 512)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace the PNGs of an existing XCAD-layout folder")
+    p.add_argument("--train-style", choices=STYLES, default="ssvs", help="trainA mask style (default: ssvs, the released fractals)")
+    p.add_argument("--test-style", choices=STYLES, default="tree", help="test mask style (default: tree)")
+    p.add_argument("--angiogram-style", choices=STYLES, default="tree", help="vessel style drawn into trainB (default: tree)")
+    p.add_argument("--workers", type=int, default=0, help="worker processes (default: 0; output does not depend on it)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the dataset described by ``args``.
+
+    Args:
+        args: Parsed ``synth`` arguments.
+
+    Returns:
+        0 on success (errors raise ``ValueError``/``FileExistsError``, reported by ``darlkit.cli.main``).
+    """
+    from darlkit.synthesis.writer import write_synthetic_xcad
+
+    root = write_synthetic_xcad(
+        args.out,
+        n_train=args.n_train,
+        n_test=args.n_test,
+        size=args.size,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        test_style=args.test_style,
+        train_style=args.train_style,
+        angiogram_style=args.angiogram_style,
+        workers=args.workers,
+    )
+    print(f"wrote {args.n_train} x 3 training and {args.n_test} x 2 test PNGs ({args.size}x{args.size}) to {root}")
+    return 0
