@@ -26,6 +26,12 @@ Statistics and all arithmetic are float32 for float32/bfloat16/float16 inputs. `
 recomputed in the backward from the saved ``mean``/``rstd``; the LeakyReLU mask comes from the
 saved output (``y > 0``, valid for ``negative_slope >= 0``).
 
+Only builtins of ``triton.language`` are called from the kernels (``tl.full`` rather than
+``tl.zeros``, ``tl.reduce(..., tl.standard._sum_combine)`` -- exactly what ``tl.sum`` does --
+rather than ``tl.sum``): the ``@triton.jit`` helpers of ``triton.language.standard`` are fixed
+as compiled or interpreted when triton is first imported, and the interpreter cannot call
+compiled ones, so this keeps the interpreter usable whatever ``TRITON_INTERPRET`` was at import.
+
 The kernels are built lazily: ``triton.jit`` for CUDA tensors, Triton's interpreter for CPU
 tensors when ``TRITON_INTERPRET=1`` is set (used by the CPU test suite). Building them at call
 time rather than import time keeps importing this module harmless whatever the environment.
@@ -103,21 +109,21 @@ def _stats_kernel(
     p_end = tl.minimum(p_start + CHUNK, HW)
     cnt = (p_end - p_start).to(tl.float32)
     base = X + n.to(tl.int64) * sxn + c.to(tl.int64)[:, None] * sxc
-    acc = tl.zeros([BLOCK_C, BLOCK_P], dtype=tl.float32)
+    acc = tl.full([BLOCK_C, BLOCK_P], 0.0, tl.float32)
     for off in range(0, CHUNK, BLOCK_P):
         p = p_start + off + tl.arange(0, BLOCK_P)
         m = cmask[:, None] & (p < p_end)[None, :]
         xv = tl.load(base + p.to(tl.int64)[None, :] * sxp, mask=m, other=0.0).to(tl.float32)
         acc += xv
-    cmean = tl.sum(acc, axis=1) / cnt
-    acc2 = tl.zeros([BLOCK_C, BLOCK_P], dtype=tl.float32)
+    cmean = tl.reduce(acc, 1, tl.standard._sum_combine) / cnt
+    acc2 = tl.full([BLOCK_C, BLOCK_P], 0.0, tl.float32)
     for off in range(0, CHUNK, BLOCK_P):
         p = p_start + off + tl.arange(0, BLOCK_P)
         m = cmask[:, None] & (p < p_end)[None, :]
         xv = tl.load(base + p.to(tl.int64)[None, :] * sxp, mask=m, other=0.0).to(tl.float32)
         d = tl.where(m, xv - cmean[:, None], 0.0)
         acc2 += d * d
-    m2 = tl.sum(acc2, axis=1)
+    m2 = tl.reduce(acc2, 1, tl.standard._sum_combine)
     plane = n * C + c
     if SINGLE:
         tl.store(MEAN + plane, cmean, mask=cmask)
@@ -141,9 +147,9 @@ def _combine_kernel(
     pm2 = tl.load(PM2 + idx, mask=m, other=0.0)
     cnt = tl.minimum(HW - kk * CHUNK, CHUNK).to(tl.float32)
     cnt = tl.where(kk < K, cnt, 0.0)
-    mean = tl.sum(pmean * cnt[None, :], axis=1) / HW
+    mean = tl.reduce(pmean * cnt[None, :], 1, tl.standard._sum_combine) / HW
     d = pmean - mean[:, None]
-    m2 = tl.sum(pm2 + cnt[None, :] * d * d, axis=1)
+    m2 = tl.reduce(pm2 + cnt[None, :] * d * d, 1, tl.standard._sum_combine)
     tl.store(MEAN + r, mean, mask=rmask)
     tl.store(RSTD + r, 1.0 / tl.sqrt(m2 / HW + eps), mask=rmask)
 
@@ -200,8 +206,8 @@ def _bwd_reduce_kernel(
     rstd = tl.load(RSTD + n * C + c, mask=cmask, other=0.0)
     p_start = k * CHUNK
     p_end = tl.minimum(p_start + CHUNK, HW)
-    acc_a = tl.zeros([BLOCK_C, BLOCK_P], dtype=tl.float32)
-    acc_b = tl.zeros([BLOCK_C, BLOCK_P], dtype=tl.float32)
+    acc_a = tl.full([BLOCK_C, BLOCK_P], 0.0, tl.float32)
+    acc_b = tl.full([BLOCK_C, BLOCK_P], 0.0, tl.float32)
     for off in range(0, CHUNK, BLOCK_P):
         p = p_start + off + tl.arange(0, BLOCK_P)
         m = cmask[:, None] & (p < p_end)[None, :]
@@ -218,8 +224,8 @@ def _bwd_reduce_kernel(
         acc_a += g
         acc_b += g * xhat
     plane = n * C + c
-    tl.store(PA + plane * K + k, tl.sum(acc_a, axis=1), mask=cmask)
-    tl.store(PB + plane * K + k, tl.sum(acc_b, axis=1), mask=cmask)
+    tl.store(PA + plane * K + k, tl.reduce(acc_a, 1, tl.standard._sum_combine), mask=cmask)
+    tl.store(PB + plane * K + k, tl.reduce(acc_b, 1, tl.standard._sum_combine), mask=cmask)
 
 
 def _bwd_apply_kernel(
@@ -314,6 +320,11 @@ def _flat_strides(t: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
     return t, (sn, sc, sw)
 
 
+#: Elements per [BLOCK_C, BLOCK_P] tile on CUDA and in the (slow, CPU) interpreter.
+_CUDA_TILE = 2048
+_INTERPRET_TILE = 256
+
+
 class _Config(SimpleNamespace):
     pass
 
@@ -322,7 +333,7 @@ def _config(x: torch.Tensor, interpret: bool) -> _Config:
     n, c, h, w = x.shape
     hw = h * w
     channels_last = c > 1 and x.stride(1) == 1 and hw > 1
-    tile = 256 if interpret else 2048
+    tile = _INTERPRET_TILE if interpret else _CUDA_TILE
     if channels_last:
         block_c = min(_next_pow2(c), 64)
         block_p = max(1, min(_next_pow2(hw), tile // block_c))
