@@ -11,9 +11,9 @@ import torch
 
 __all__ = ["POLYPHASE_OFFSETS", "polyphase_split", "polyphase_merge"]
 
-#: The four (row, column) phase offsets of a factor-2 decomposition, in the order that
-#: :func:`polyphase_split` stacks them and :func:`polyphase_merge` expects them.
 POLYPHASE_OFFSETS: tuple[tuple[int, int], ...] = ((0, 0), (0, 1), (1, 0), (1, 1))
+"""The four (row, column) phase offsets of a factor-2 decomposition, in the order that
+`polyphase_split` stacks them and `polyphase_merge` expects them."""
 
 
 def _check_image(x: torch.Tensor, name: str) -> None:
