@@ -39,24 +39,25 @@ __all__ = [
     "PAPER_RULES_DOC",
 ]
 
-#: Accepted values of ``convention``.
 CONVENTIONS: tuple[str, ...] = ("paper", "exact")
+"""Accepted values of ``convention``."""
 
-#: Signature of a rule: ``fn(module, args, kwargs, output) -> int`` (MACs of one call).
 MacRule = Callable[[nn.Module, tuple, dict, Any], int]
+"""Signature of a rule: ``fn(module, args, kwargs, output) -> int`` (MACs of one call)."""
 
 PAPER_RULES_DOC = """\
 Paper convention (per module call, batch included, all counts are MACs):
 - Conv1d/2d/3d: prod(kernel) * in_channels * out_channels / groups per output position,
   + out_channels per output position with a bias.
 - ConvTranspose1d/2d/3d: the same formula with the OUTPUT grid as positions.
-- BatchNorm*, InstanceNorm*, GroupNorm, LayerNorm-free: input elements, x2 when affine.
+- BatchNorm*, InstanceNorm*, GroupNorm: input elements, x2 when affine.
 - ReLU, LeakyReLU, ELU, PReLU, ReLU6: output elements.
 - Linear: input elements * out_features, + out_features with a bias.
 - Upsample: number of elements of the first sample of the output.
 - Pooling modules: input elements.
 - Everything else: 0 (functional calls, additions, concatenations, custom modules).
 """
+"""The paper convention's counting rules, as text."""
 
 
 # --------------------------------------------------------------------------------------

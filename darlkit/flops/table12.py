@@ -42,20 +42,21 @@ __all__ = [
     "table12_main",
 ]
 
-#: Paper Table 12 (GFLOPs as printed; the paper's "FLOPs" are MACs). Keys: method ->
-#: column -> value; ``cycle`` and ``disc`` are per-pass values (multipliers in the rows).
 PAPER_TABLE12: dict[str, dict[str, float]] = {
     "SSVS": {"a_path": 121.80, "b_path": 121.80, "cycle": 121.80, "disc": 6.24, "total": 499.68},
     "DARL": {"a_path": 90.66, "b_path": 173.51, "cycle": 90.66, "disc": 6.24, "total": 367.31},
 }
+"""Paper Table 12 (GFLOPs as printed; the paper's "FLOPs" are MACs). Keys: method ->
+column -> value; ``cycle`` and ``disc`` are per-pass values (multipliers in the rows).
+"""
 
-#: The paper-convention component counts at 256x256, batch 1, to three decimals (SPEC).
 PAPER_COMPONENT_GMACS: dict[str, float] = {
     "darl_a": 90.658,
     "darl_b": 173.506,
     "patchgan": 3.119,
     "ssvs_generator": 60.902,
 }
+"""The paper-convention component counts at 256x256, batch 1, to three decimals (SPEC)."""
 
 _COLUMNS = ("a_path", "b_path", "cycle", "disc", "total")
 _MULT = {"SSVS": {"cycle": 2, "disc": 2}, "DARL": {"cycle": 1, "disc": 2}}

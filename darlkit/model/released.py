@@ -29,9 +29,10 @@ from darlkit.model.darl import DARL
 
 __all__ = ["ReleasedModels", "load_released_checkpoint", "map_released_keys", "RELEASED_PREFIX_MAP"]
 
-#: Prefix renames from the release's generator file to a DARL state dict (top-level keys
-#: without a dot are schedule buffers and go to ``diffusion.``).
 RELEASED_PREFIX_MAP: tuple[tuple[str, str], ...] = (("denoise_fn.", "unet."), ("segment_fn.", "generator."))
+"""Prefix renames from the release's generator file to a DARL state dict (top-level keys
+without a dot are schedule buffers and go to ``diffusion.``).
+"""
 
 
 class ReleasedModels(NamedTuple):

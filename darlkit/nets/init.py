@@ -17,8 +17,8 @@ from torch import nn
 
 __all__ = ["INIT_SCHEMES", "init_weights"]
 
-#: Accepted values of the ``scheme`` argument of ``init_weights``.
 INIT_SCHEMES: tuple[str, ...] = ("normal", "orthogonal", "xavier", "kaiming")
+"""Accepted values of the ``scheme`` argument of ``init_weights``."""
 
 _WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear)
 _BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
