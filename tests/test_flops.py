@@ -136,11 +136,13 @@ def test_registry_and_exclusive_children():
         count_macs(lambda t: t, x)
 
 
-def test_counting_has_no_side_effects_on_spectral_norm_and_modes():
-    g = SPADEGenerator(base_channels=8, spade_hidden=8, backend="eager").train()
+def test_counting_has_no_side_effects_on_spectral_norm_modes_and_backends():
+    g = SPADEGenerator(base_channels=8, spade_hidden=8, backend="auto").train()
     u = g.G_middle_0.conv_0.weight_u.clone()
-    paper(g, torch.randn(1, 2, 16, 16))
+    x = torch.randn(1, 2, 16, 16)
+    assert paper(g, x) > exact(g, x) > 0
     assert torch.equal(u, g.G_middle_0.conv_0.weight_u) and g.training and g.G_middle_0.training
+    assert g.G_middle_0.norm_0.backend == "auto"  # counted with eager kernels, then restored
 
 
 def test_patchgan_at_256_by_hand():

@@ -239,6 +239,24 @@ class MacReport:
 
 
 @contextlib.contextmanager
+def _eager_kernels(module: nn.Module) -> Iterator[None]:
+    # MACs do not depend on the kernel backend; darlkit layers with a ``backend`` attribute
+    # (S-SPADE) run eager while counting, so FlopCounterMode (a dispatch mode) never meets
+    # torch.compile and no compile time is spent.
+    changed = []
+    for m in module.modules():
+        backend = getattr(m, "backend", None)
+        if isinstance(backend, str) and backend != "eager" and m.__class__.__module__.startswith("darlkit."):
+            changed.append((m, backend))
+            m.backend = "eager"
+    try:
+        yield
+    finally:
+        for m, backend in changed:
+            m.backend = backend
+
+
+@contextlib.contextmanager
 def _eval_mode(module: nn.Module, enabled: bool) -> Iterator[None]:
     # Counting must not update state (spectral-norm power iteration, BN running stats).
     modes = [(m, m.training) for m in module.modules()]
@@ -318,7 +336,9 @@ def count_macs(module: nn.Module, *args: Any, convention: str = "paper", eval_mo
 
     The call runs once under ``torch.no_grad()``; by default the module is switched to
     eval mode for it (so spectral-norm vectors and running statistics are not updated)
-    and its previous modes are restored afterwards.
+    and its previous modes are restored afterwards. darlkit layers with a kernel
+    ``backend`` (S-SPADE) run their eager kernels during the call (counts do not depend on
+    the backend; ``FlopCounterMode`` cannot trace ``torch.compile``d kernels).
 
     Args:
         module: The module to call.
@@ -345,7 +365,7 @@ def count_macs(module: nn.Module, *args: Any, convention: str = "paper", eval_mo
         raise TypeError(f"module must be an nn.Module, got {type(module).__name__}")
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
-    with torch.no_grad(), _eval_mode(module, eval_mode):
+    with torch.no_grad(), _eval_mode(module, eval_mode), _eager_kernels(module):
         if convention == "paper":
             return _count_paper(module, args, kwargs)
         return _count_exact(module, args, kwargs)
