@@ -189,3 +189,21 @@ def test_size_multiple_of_paper_model_is_32():
     m.unet = DiffusionUNet(base_channels=32, channel_mults=(1, 1, 2, 2, 4, 4), init=None)
     m.generator = SPADEGenerator(base_channels=8, spade_hidden=8, init=None, backend="eager")
     assert m.size_multiple == 32
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_paths_match_cpu():
+    import copy
+
+    torch.manual_seed(0)
+    cpu = small_darl().eval()
+    gpu = copy.deepcopy(cpu).cuda()
+    a, b, s = batch(size=32)
+    noise = torch.randn_like(a)
+    t_a, t_b = torch.tensor([3, 11]), torch.tensor([40, 97])
+    with torch.no_grad():
+        pc = cpu.forward_paths(a, b, s, t_a=t_a, t_b=t_b, noise=noise)
+        pg = gpu.forward_paths(a.cuda(), b.cuda(), s.cuda(), t_a=t_a.cuda(), t_b=t_b.cuda(), noise=noise.cuda())
+        torch.testing.assert_close(gpu.segment(a.cuda(), polyphase=True).cpu(), cpu.segment(a, polyphase=True), atol=2e-3, rtol=1e-2)
+    for name in ("seg", "synth", "cycle", "noise_pred"):
+        torch.testing.assert_close(getattr(pg, name).cpu(), getattr(pc, name), atol=2e-3, rtol=1e-2)
