@@ -163,6 +163,8 @@ def test_bad_inputs_raise(model):
     a, b, s = batch()
     with pytest.raises(ValueError, match="multiples of"):
         model.segment(torch.zeros(1, 1, 18, 16))
+    with pytest.raises(ValueError, match="multiples of 8 for polyphase"):
+        model.segment(torch.zeros(1, 1, 18, 16), polyphase=True)
     with pytest.raises(ValueError, match=r"\(N, 1, H, W\)"):
         model.segment(torch.zeros(1, 2, 16, 16))
     with pytest.raises(ValueError, match="floating-point"):

@@ -205,8 +205,12 @@ class DARL(nn.Module):
         if polyphase:
             if not isinstance(x, torch.Tensor):
                 raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-            if x.dim() != 4 or x.shape[-1] % 2 or x.shape[-2] % 2:
-                raise ValueError(f"x must have shape (N, 1, H, W) with even H and W for polyphase, got {tuple(x.shape)}")
+            m2 = 2 * self.size_multiple
+            if x.dim() != 4 or x.shape[-1] % m2 or x.shape[-2] % m2 or x.shape[-1] == 0 or x.shape[-2] == 0:
+                raise ValueError(
+                    f"x must have shape (N, 1, H, W) with H and W positive multiples of {m2} for "
+                    f"polyphase=True, got {tuple(x.shape)}"
+                )
             n = x.shape[0]
             sub = polyphase_split(x)
             if isinstance(t, torch.Tensor) and t.numel() == n and n != 1:
