@@ -94,3 +94,16 @@ def test_workers_give_identical_bytes(tmp_path):
     a = write_synthetic_xcad(tmp_path / "a", n_train=10, n_test=9, size=32, seed=2, progress=False)
     b = write_synthetic_xcad(tmp_path / "b", n_train=10, n_test=9, size=32, seed=2, progress=False, workers=2)
     assert _digest(a) == _digest(b)
+
+
+def test_synth_masks_example_smoke(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "synth_masks.py"
+    spec = importlib.util.spec_from_file_location("synth_masks_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "train item: {'angiogram': (1, 32, 32)" in out and out.rstrip().endswith("OK")

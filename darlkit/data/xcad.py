@@ -15,10 +15,11 @@ from darlkit.polyphase import POLYPHASE_OFFSETS, polyphase_split
 
 __all__ = ["XCADDataset", "SPLITS", "TRAIN_FOLDERS"]
 
-#: Dataset splits.
 SPLITS: tuple[str, ...] = ("train", "test")
-#: ``train/`` sub-folders: item key -> folder (masks, angiograms, backgrounds).
+"""Dataset splits of ``XCADDataset``."""
+
 TRAIN_FOLDERS: dict[str, str] = {"angiogram": "trainB", "background": "trainC", "mask": "trainA"}
+"""``train/`` sub-folder of each training item key (angiograms, backgrounds, fractal masks)."""
 
 # Spawn-key namespaces of the per-epoch permutations and per-item augmentations.
 _PERM_KEY = 0

@@ -14,8 +14,8 @@ from darlkit.synthesis.tree import TreeParams, grow_vessel_tree, render_capsules
 
 __all__ = ["FractalVesselSynthesizer", "VesselMaskStream", "STYLES"]
 
-#: Mask styles of ``FractalVesselSynthesizer``.
 STYLES: tuple[str, ...] = ("ssvs", "tree")
+"""Mask styles of ``FractalVesselSynthesizer``: the released rectangle fractals and curved trees."""
 _OUTPUTS = ("float", "uint8")
 
 

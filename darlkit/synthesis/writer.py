@@ -15,8 +15,8 @@ from darlkit.synthesis.synthesizer import STYLES, FractalVesselSynthesizer
 
 __all__ = ["write_synthetic_xcad", "SYNTH_FOLDERS"]
 
-#: Folders written by ``write_synthetic_xcad``, relative to the output root.
 SYNTH_FOLDERS: tuple[str, ...] = ("train/trainA", "train/trainB", "train/trainC", "test/images", "test/masks")
+"""Folders written by ``write_synthetic_xcad``, relative to the output root."""
 
 # Independent seed streams (SeedSequence spawn keys under the user's seed).
 _TRAIN_A_MASKS, _TRAIN_B_MASKS, _TRAIN_B_BG, _TRAIN_B_RENDER, _TRAIN_C_BG, _TEST_MASKS, _TEST_BG, _TEST_RENDER = range(8)
