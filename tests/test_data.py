@@ -245,3 +245,17 @@ def test_list_png_files_sorted(tmp_path):
     for name in ("b.png", "a.PNG", "c.png"):
         Image.new("L", (4, 4)).save(tmp_path / name, format="PNG")
     assert [p.name for p in list_png_files(tmp_path)] == ["a.PNG", "b.png", "c.png"]
+
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+
+@settings(max_examples=30, deadline=None)
+@given(arr=hnp.arrays(np.uint8, hnp.array_shapes(min_dims=1, max_dims=3, max_side=6)))
+def test_unit_range_round_trip_property(arr):
+    f = to_unit_range(arr)
+    assert f.shape == arr.shape and float(f.min()) >= -1 and float(f.max()) <= 1
+    np.testing.assert_array_equal(from_unit_range(f).numpy(), arr)

@@ -333,3 +333,38 @@ def test_quantum_noise_is_signal_dependent():
     # std ~ 2 * level * sqrt(I) on the [-1, 1] scale: ratio sqrt(0.8 / 0.2) = 2
     assert float(sd[1] / sd[0]) == pytest.approx(2.0, rel=0.1)
     assert float(sd[0]) == pytest.approx(2 * 0.02 * math.sqrt(0.2), rel=0.1)
+
+
+# ----------------------------------------------------------------------------- properties
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=20, deadline=None)
+@given(size=st.integers(16, 80).map(lambda k: 2 * k), style=st.sampled_from(["ssvs", "tree"]), seed=st.integers(0, 2**32), index=st.integers(0, 10**6))
+def test_any_size_seed_index_gives_valid_reproducible_masks(size, style, seed, index):
+    synth = FractalVesselSynthesizer(size, style, seed=seed)
+    m = synth[index]
+    assert m.shape == (1, size, size) and m.dtype == torch.float32
+    assert float(m.min()) >= 0.0 and float(m.max()) <= 1.0
+    assert torch.isfinite(m).all()
+    assert torch.equal(FractalVesselSynthesizer(size, style, seed=seed).masks([index])[0], m)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seg=st.lists(st.tuples(*([st.floats(-8, 32, allow_nan=False)] * 4), st.floats(0.2, 5), st.floats(0.2, 5)), min_size=1, max_size=5),
+)
+def test_render_capsules_property_matches_brute_force(seg):
+    size = 24
+    arr = np.array(seg, dtype=np.float64)
+    got = render_capsules([arr], size, max_elements=300)[0, 0].numpy()
+    yy, xx = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    ref = np.zeros((size, size))
+    for x0, y0, x1, y1, r0, r1 in arr.astype(np.float32).astype(np.float64):
+        dx, dy = x1 - x0, y1 - y0
+        t = np.clip(((xx - x0) * dx + (yy - y0) * dy) / max(dx * dx + dy * dy, 1e-12), 0, 1)
+        d = np.hypot(xx - (x0 + t * dx), yy - (y0 + t * dy))
+        ref = np.maximum(ref, np.clip(r0 + t * (r1 - r0) - d + 0.5, 0, 1))
+    np.testing.assert_allclose(got, ref, atol=2e-3)
