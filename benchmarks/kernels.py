@@ -3,7 +3,8 @@
 For each op (SPADE modulation ``spade``, affine instance norm ``inorm``; both with the fused
 LeakyReLU(0.2) used by the DARL generator), shape, dtype and backend it reports the median
 forward time and the median forward+backward time (``torch.autograd.grad`` of every input),
-the ratio to eager, and the fraction of the memory-bandwidth bound: the bytes the op must move
+the ratio to eager (backends are timed in interleaved rounds, so load changes on a shared
+machine hit all of them alike), and the fraction of the memory-bandwidth bound: the bytes the op must move
 at least (each large tensor read or written once) divided by the copy bandwidth measured in the
 same run (a large ``Tensor.copy_``), over the measured time.
 
@@ -79,30 +80,47 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timeit(fn, device: torch.device, repeats: int, warmup: int, min_seconds: float = 0.5) -> float:
-    """Median wall time of ``fn()`` in milliseconds.
-
-    Runs at least ``repeats`` timed calls, and more (up to 200) until ``min_seconds`` of timed
-    calls have passed, so that short calls get enough samples on a noisy shared machine.
-    """
-    for _ in range(warmup):
+def _time_call(fn, device: torch.device) -> float:
+    if device.type == "cuda":
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        start.record()
         fn()
+        end.record()
+        torch.cuda.synchronize(device)
+        return start.elapsed_time(end)
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1e3
+
+
+def timeit_interleaved(
+    fns: dict[str, object], device: torch.device, repeats: int, warmup: int, min_seconds: float = 0.5
+) -> dict[str, float]:
+    """Median wall time (ms) of each ``fns[name]()``, timed in interleaved rounds.
+
+    One round calls every function once, so slow phases of a shared, noisy machine hit all
+    backends alike and the ratios stay fair. Runs at least ``repeats`` rounds, and more (up to
+    200) until ``min_seconds`` of timed calls of the fastest function have passed.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
     sync(device)
-    times: list[float] = []
-    while len(times) < repeats or (sum(times) < min_seconds * 1e3 and len(times) < 200):
-        if device.type == "cuda":
-            start = torch.cuda.Event(enable_timing=True)
-            end = torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize(device)
-            times.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    while True:
+        for name, fn in fns.items():
+            times[name].append(_time_call(fn, device))
+        rounds = len(next(iter(times.values())))
+        fastest = min(sum(t) for t in times.values())
+        if rounds >= repeats and (fastest >= min_seconds * 1e3 or rounds >= 200):
+            break
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def timeit(fn, device: torch.device, repeats: int, warmup: int) -> float:
+    """Median wall time of ``fn()`` in milliseconds."""
+    return timeit_interleaved({"fn": fn}, device, repeats, warmup)["fn"]
 
 
 def copy_bandwidth(device: torch.device, repeats: int) -> float:
@@ -136,24 +154,28 @@ def make_inputs(op, shape, dtype, device, channels_last):
     return inputs, dy, call
 
 
-def bench_one(op, shape, dtype, backend, device, repeats, warmup, channels_last):
+def bench_case(op, shape, dtype, backends, device, repeats, warmup, channels_last):
+    """Forward and forward+backward medians (ms) of every backend, timed interleaved."""
     inputs, dy, call = make_inputs(op, shape, dtype, device, channels_last)
+    fwd, fwd_bwd, first = {}, {}, {}
+    for backend in backends:
 
-    def fwd():
-        with torch.no_grad():
-            call(backend)
+        def f(backend=backend):
+            with torch.no_grad():
+                call(backend)
 
-    def fwd_bwd():
-        torch.autograd.grad(call(backend), inputs, dy)
+        def fb(backend=backend):
+            torch.autograd.grad(call(backend), inputs, dy)
 
-    t0 = time.perf_counter()
-    fwd_bwd()  # first call: compiles where needed
-    sync(device)
-    first_ms = (time.perf_counter() - t0) * 1e3
+        t0 = time.perf_counter()
+        fb()  # first call: compiles where needed
+        sync(device)
+        first[backend] = (time.perf_counter() - t0) * 1e3
+        fwd[backend], fwd_bwd[backend] = f, fb
+    t_f = timeit_interleaved(fwd, device, repeats, warmup)
+    t_fb = timeit_interleaved(fwd_bwd, device, repeats, warmup)
     return {
-        "fwd_ms": timeit(fwd, device, repeats, warmup),
-        "fwd_bwd_ms": timeit(fwd_bwd, device, repeats, warmup),
-        "first_call_ms": first_ms,
+        b: {"fwd_ms": t_f[b], "fwd_bwd_ms": t_fb[b], "first_call_ms": first[b]} for b in backends
     }
 
 
@@ -165,6 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default=None, help="comma list (default: eager,compile[,triton])")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per case (median)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads (default 1: on a shared machine, OpenMP barriers of a multi-thread "
+        "run wait on descheduled threads and the timings become meaningless)",
+    )
     parser.add_argument("--channels-last", action="store_true", help="channels_last inputs")
     parser.add_argument("--quick", action="store_true", help="one small shape, few repeats")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -174,8 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, args.threads))
     shapes = args.shapes or ([(2, 32, 64, 64)] if args.quick else DEFAULT_SHAPES)
-    repeats = args.repeats or (3 if args.quick else (7 if device.type == "cpu" else 50))
+    repeats = args.repeats or (3 if args.quick else (15 if device.type == "cpu" else 50))
     warmup = 1 if device.type == "cpu" else 10
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     ops = [o.strip() for o in args.ops.split(",") if o.strip()]
@@ -217,11 +248,9 @@ def main(argv: list[str] | None = None) -> int:
                 dtype = DTYPES[dname]
                 elem = torch.empty((), dtype=dtype).element_size()
                 numel = shape[0] * shape[1] * shape[2] * shape[3]
-                base = None
-                for backend in backends:
-                    r = bench_one(op, shape, dtype, backend, device, repeats, warmup, args.channels_last)
-                    if backend == "eager":
-                        base = r
+                res = bench_case(op, shape, dtype, backends, device, repeats, warmup, args.channels_last)
+                base = res.get("eager")
+                for backend, r in res.items():
                     n_f, n_fb = TENSORS_MOVED[op]
                     bound_f = n_f * numel * elem / bw * 1e3
                     bound_fb = n_fb * numel * elem / bw * 1e3

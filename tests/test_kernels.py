@@ -202,6 +202,21 @@ def test_auto_inside_outer_compile_traces_plain_ops():
     torch.testing.assert_close(fn(x, gamma, beta), spade_norm_reference(x, gamma, beta, 1e-5, 0.2))
 
 
+def test_explicit_compile_backend_inside_outer_compile():
+    """Under an enclosing torch.compile the autograd.Function runs its uncompiled bodies."""
+    x, gamma, beta, dy = make_spade((1, 2, 4, 4))
+    x.requires_grad_()
+
+    def f(a):
+        return spade_norm(a, gamma, beta, negative_slope=0.2, backend="compile")
+
+    y = torch.compile(f, backend="eager")(x)
+    (gx,) = torch.autograd.grad(y, x, dy)
+    y_ref, (gx_ref, _, _) = reference_grads(spade_norm_reference, (x, gamma, beta), dy, 1e-5, 0.2)
+    assert_close(y, y_ref, torch.float32, "y")
+    assert_close(gx, gx_ref, torch.float32, "dx", scale=1e3)
+
+
 def test_triton_backend_needs_cuda_or_interpreter(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     x = torch.randn(1, 2, 4, 4)

@@ -126,7 +126,12 @@ def _fused_unsupported(
         bad = [t.dtype for t in tensors if t.dtype not in tn.TRITON_DTYPES]
         if bad:
             return f"the Triton kernels support float32/bfloat16/float16, got {bad[0]}"
-    elif backend == "compile" and x.device.type == "cpu" and not composite.compile_available():
+    elif (
+        backend == "compile"
+        and x.device.type == "cpu"
+        and not _is_compiling()  # an enclosing compile traces the plain bodies instead
+        and not composite.compile_available()
+    ):
         return "torch.compile does not work on this machine (probe compile failed)"
     return None
 
