@@ -54,7 +54,9 @@ class XCADDataset(Dataset):
     that order. With ``augment=False`` the phase is (0, 0) and nothing is flipped (the unpaired
     permutations still apply). All draws come from ``numpy.random.SeedSequence(seed)`` children
     keyed by ``(epoch, i)``, so an item is the same in any worker process, in any order, on any
-    machine: no ``worker_init_fn`` is needed.
+    machine: no ``worker_init_fn`` is needed. (``DataLoader`` workers hold a copy of the dataset:
+    call ``set_epoch`` before iterating, with ``persistent_workers=False``, the default, so each
+    epoch's workers see the new epoch.)
 
     Test item ``i`` (sorted by file name) is a dict: ``"image"`` (1, H, W) float32 in [-1, 1] at full
     size, ``"mask"`` (1, H, W) float32 in {0, 1} (1 where the PNG pixel is > 127) and ``"name"``
