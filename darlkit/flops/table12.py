@@ -12,10 +12,11 @@ Per iteration at batch 1 (SSVS: its default batch 2), one method's row is:
 
 Two conventions are reported (see ``count_macs``). The paper convention reproduces
 the paper's figures (module-hook rules of ptflops 0.6.9: it also counts norms,
-activations and upsampling per element, and counts a stride-2 transposed convolution on
-its output grid, 4x its cost). The exact convention counts only convolutions and matrix
-products at their true cost, so it is lower, most of all for SSVS, whose transposed
-convolutions the paper convention over-counts.
+activations, biases and upsampling per element, counts a stride-2 transposed convolution
+on its output grid, 4x its cost, and skips functional calls such as attention's matrix
+products). The exact convention counts only convolutions and matrix products at their true
+cost: lower at 256x256, most of all for SSVS, whose transposed convolutions the paper
+convention over-counts; at larger sizes DARL's attention products can make it higher.
 """
 
 from __future__ import annotations
@@ -235,18 +236,33 @@ def format_table12(tables: Sequence[Table12]) -> str:
     names = {t.convention for t in tables}
     if {"paper", "exact"} <= names:
         out.append(
-            "The paper convention (the paper's counter: ptflops 0.6.9 module rules) also counts "
-            "norms, activations and upsampling per element and counts a stride-2 transposed "
-            "convolution on its output grid (4x its true cost); the exact convention counts only "
-            "convolutions and matrix products (FlopCounterMode, halved), so it is lower, most of "
-            "all for SSVS's transposed convolutions."
+            "How the conventions differ: the paper convention (the paper's counter, ptflops 0.6.9 "
+            "module rules) also counts norms, activations, bias additions and upsampling per "
+            "element, counts a stride-2 transposed convolution on its output grid (4x its true "
+            "cost) and skips functional calls such as the attention matrix products; the exact "
+            "convention counts only convolutions and matrix products at their true cost "
+            "(FlopCounterMode, halved). So the paper convention is higher for SSVS (transposed "
+            "convolutions) and slightly higher for DARL at 256x256, while at larger sizes the "
+            "attention products (quadratic in the pixels of the attention level) can make the "
+            "exact count the larger one."
         )
     return "\n".join(out)
 
 
+def _device_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _to_json(tables: Sequence[Table12]) -> dict:
     return {
-        "device": platform.processor() or platform.machine(),
+        "device": _device_name() + " (counts do not depend on the device)",
         "torch": torch.__version__,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "tables": [asdict(t) for t in tables],
