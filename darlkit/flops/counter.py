@@ -231,10 +231,10 @@ class MacReport:
         return self.total / 1e9
 
     def __str__(self) -> str:
-        lines = [f"{self.total / 1e9:.3f} GMACs ({self.convention} convention)"]
+        lines = [f"{self.total:,} MACs = {self.total / 1e9:.3f} GMACs ({self.convention} convention)"]
         rows = self.per_type if self.per_type else self.per_module
         for name, v in sorted(rows.items(), key=lambda kv: -kv[1]):
-            lines.append(f"  {name or '<root>'}: {v / 1e9:.4f}")
+            lines.append(f"  {name or '<root>'}: {v:,}")
         return "\n".join(lines)
 
 
