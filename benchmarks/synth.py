@@ -12,7 +12,8 @@ Usage::
     python benchmarks/synth.py --threads 2 --json
     python benchmarks/synth.py --size 256 --styles tree --angiograms
 
-Results are written to ``benchmarks/results/synth_<host>_<date>.json`` unless ``--no-save``.
+Results are written to ``benchmarks/results/synth_<host>_<date>_<threads>threads.json`` unless
+``--no-save``.
 The load average and CPU count are recorded: on a shared machine numbers vary with the load.
 """
 
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             key = "masks_per_s" if "masks_per_s" in r else "triplets_per_s"
             print(f"{r['style']:<20} {r[key]:>10.1f} {r['min']:>8.1f} {r['max']:>8.1f}")
     if not args.no_save:
-        out = Path(__file__).resolve().parent / "results" / f"synth_{platform.node() or 'host'}_{now:%Y%m%d}.json"
+        out = Path(__file__).resolve().parent / "results" / f"synth_{platform.node() or 'host'}_{now:%Y%m%d}_{torch.get_num_threads()}threads.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
         if not args.json:

@@ -21,9 +21,11 @@ from darlkit.synthesis import (
     render_angiogram,
     render_background,
     render_capsules,
+    painted_box,
     ssvs_rectangles,
     ssvs_warp_grid,
     vessel_chord,
+    warp_ssvs_masks,
 )
 
 
@@ -68,6 +70,15 @@ def test_same_seed_same_masks_and_index_order(style):
     # different seeds differ
     c = FractalVesselSynthesizer(64, style, seed=8)
     assert not torch.equal(c.sample(5), first)
+
+
+@pytest.mark.parametrize("style", ["ssvs", "tree"])
+def test_mask_does_not_depend_on_its_batch(style):
+    synth = FractalVesselSynthesizer(64, style, seed=11)
+    batch = synth.masks(range(16))
+    single = torch.stack([synth[i] for i in range(16)])
+    assert torch.equal(batch, single)
+    assert torch.equal(synth.masks([9, 3, 15]), batch[[9, 3, 15]])
 
 
 def test_seed_none_draws_fresh_entropy_and_uint8_output():
@@ -168,6 +179,26 @@ def test_warp_identity_and_rotation_isometry():
     # with the jitter, fill 0 shows up at the borders of an all-ones image
     grid = ssvs_warp_grid([np.random.default_rng(3)], 64, rotate_p=0.0)
     assert float(apply_warp_grid(torch.ones(1, 1, 64, 64), grid).min()) == 0.0
+
+
+@pytest.mark.parametrize("size", [512, 66, 32])
+def test_fast_ssvs_path_equals_paint_then_grid_sample(size):
+    def rngs():
+        return [np.random.default_rng(s) for s in range(12)]
+
+    r1, r2 = rngs(), rngs()
+    rects = [ssvs_rectangles(g, size) for g in r1]
+    assert [ssvs_rectangles(g, size) for g in r2] == rects
+    canvas = torch.from_numpy(np.stack([paint_rectangles(r, size) for r in rects]))[:, None]
+    slow = apply_warp_grid(canvas, ssvs_warp_grid(r1, size))
+    fast = warp_ssvs_masks(rects, r2, size)
+    torch.testing.assert_close(fast, slow, atol=2e-4, rtol=0)
+    assert torch.equal((fast * 255).round(), (slow * 255).round()) or float(((fast - slow) * 255).abs().max()) < 0.05
+    # painted_box is the bounding box of the painted pixels
+    for r, c in zip(rects, canvas[:, 0]):
+        rows, cols = torch.nonzero(c.sum(1)).flatten(), torch.nonzero(c.sum(0)).flatten()
+        assert painted_box(r, size) == (int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1]))
+    assert painted_box([], size) is None
 
 
 def test_ssvs_coarse_grid_close_to_exact():

@@ -7,7 +7,7 @@
 """
 
 from darlkit.synthesis.angiogram import add_quantum_noise, render_angiogram, render_background, vessel_chord
-from darlkit.synthesis.ssvs import apply_warp_grid, paint_rectangles, ssvs_rectangles, ssvs_warp_grid
+from darlkit.synthesis.ssvs import apply_warp_grid, paint_rectangles, painted_box, ssvs_rectangles, ssvs_warp_grid, warp_ssvs_masks
 from darlkit.synthesis.synthesizer import STYLES, FractalVesselSynthesizer, VesselMaskStream
 from darlkit.synthesis.tree import TreeParams, grow_vessel_tree, render_capsules
 from darlkit.synthesis.writer import write_synthetic_xcad
@@ -21,8 +21,10 @@ __all__ = [
     "render_capsules",
     "ssvs_rectangles",
     "paint_rectangles",
+    "painted_box",
     "ssvs_warp_grid",
     "apply_warp_grid",
+    "warp_ssvs_masks",
     "render_background",
     "render_angiogram",
     "add_quantum_noise",

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ssvs_rectangles", "paint_rectangles", "ssvs_warp_grid", "apply_warp_grid"]
+__all__ = ["ssvs_rectangles", "paint_rectangles", "painted_box", "ssvs_warp_grid", "apply_warp_grid", "warp_ssvs_masks"]
 
 
 def _randint(rng: np.random.Generator, low: int, high: int) -> int:
@@ -99,16 +99,57 @@ def paint_rectangles(rects: list[tuple[int, int, int, int]], size: int, out: np.
     canvas = np.zeros((size, size), np.float32) if out is None else out
     if out is not None:
         canvas.fill(0)
-    lim = size - 1
-    for r0, r1, c0, c1 in rects:
-        if r0 < 0:
-            r1, r0 = r1 - r0, 0
-        if c0 < 0:
-            c1, c0 = c1 - c0, 0
-        r1, c1 = min(r1, lim), min(c1, lim)
-        if r1 > r0 and c1 > c0:
-            canvas[r0:r1, c0:c1] = 1.0
+    for r0, r1, c0, c1 in _painted(rects, size):
+        canvas[r0:r1, c0:c1] = 1.0
     return canvas
+
+
+def _warp_params(rngs, size, grid_points, jitter, rotate_p, max_angle):
+    n = len(rngs)
+    ctrl = np.empty((n, 2, grid_points, grid_points), np.float32)
+    angles = np.zeros(n, np.float64)
+    for k, rng in enumerate(rngs):
+        sd = rng.uniform(jitter[0], jitter[1]) * size
+        ctrl[k] = rng.normal(0.0, sd, size=(2, grid_points, grid_points))
+        if rng.random() < rotate_p:
+            angles[k] = rng.uniform(-max_angle, max_angle)
+    return ctrl, angles
+
+
+def _coarse_map(ctrl: np.ndarray, angles: np.ndarray, size: int, stride: int) -> torch.Tensor:
+    """Source pixel coordinates (x, y) of the output lattice points ``(stride * i, stride * j)``.
+
+    Returns (N, 2, m, m) float32 with ``m = ceil((size - 1) / stride) + 1`` (the last lattice
+    row/column may lie just past the canvas; it only serves the interpolation of the last pixels).
+    """
+    last = size - 1
+    m = -(-last // stride) + 1
+    ax = torch.arange(m, dtype=torch.float32) * stride
+    yy, xx = torch.meshgrid(ax, ax, indexing="ij")
+    centre = last / 2.0
+    theta = torch.from_numpy(np.deg2rad(angles)).float()
+    cos, sin = torch.cos(theta)[:, None, None], torch.sin(theta)[:, None, None]
+    dx, dy = xx - centre, yy - centre
+    qx = cos * dx - sin * dy + centre
+    qy = sin * dx + cos * dy + centre
+    rotated = (theta != 0)[:, None, None]
+    if bool(rotated.any()):
+        # Mirror only the rotated images (per image, so a mask never depends on its batch).
+        qx = torch.where(rotated, _reflect(qx, size), qx)
+        qy = torch.where(rotated, _reflect(qy, size), qy)
+    # The control displacement field (bilinear over the canvas) is sampled at the rotated points.
+    q = torch.stack((qx, qy), dim=-1) * (2.0 / last) - 1.0
+    disp = F.grid_sample(torch.from_numpy(ctrl), q, mode="bilinear", padding_mode="border", align_corners=True)
+    # ctrl channel 0 = row (y) displacement, channel 1 = column (x) displacement, in pixels.
+    return torch.stack((qx + disp[:, 1], qy + disp[:, 0]), dim=1).contiguous()
+
+
+def _upsample(coarse: torch.Tensor, stride: int) -> torch.Tensor:
+    """Bilinear interpolation of a (N, 2, a, b) lattice of spacing ``stride`` to every pixel."""
+    if stride == 1:
+        return coarse
+    a, b = coarse.shape[-2:]
+    return F.interpolate(coarse, size=((a - 1) * stride + 1, (b - 1) * stride + 1), mode="bilinear", align_corners=True)
 
 
 def ssvs_warp_grid(
@@ -147,38 +188,113 @@ def ssvs_warp_grid(
         A (N, size, size, 2) float32 grid (possibly a non-contiguous view) in ``grid_sample``'s
         normalised (x, y) coordinates for ``align_corners=True``.
     """
+    ctrl, angles = _warp_params(rngs, size, grid_points, jitter, rotate_p, max_angle)
+    fine = _upsample(_coarse_map(ctrl, angles, size, stride), stride)[..., :size, :size]
+    return (fine * (2.0 / (size - 1)) - 1.0).permute(0, 2, 3, 1)
+
+
+def warp_ssvs_masks(
+    rects: list[list[tuple[int, int, int, int]]],
+    rngs: list[np.random.Generator],
+    size: int,
+    *,
+    grid_points: int = 4,
+    jitter: tuple[float, float] = (0.09, 0.13),
+    rotate_p: float = 0.5,
+    max_angle: float = 30.0,
+    stride: int = 4,
+) -> torch.Tensor:
+    """Paint and warp SSVS masks: ``apply_warp_grid(paint_rectangles(...), ssvs_warp_grid(...))``, fast.
+
+    The same random draws and the same result as that two-step path, computed only where it can
+    be non-zero: each image's rectangles are painted on a crop of their bounding box (plus a
+    one-pixel zero margin, which is what the full canvas holds there), and the dense grid and the
+    resampling are evaluated only on the output box that can receive vessel pixels. A lattice
+    cell's source points are convex combinations of its corners' (bilinear interpolation), so a
+    cell whose corners' source box stays a pixel away from the painted box samples zeros only.
+
+    Args:
+        rects: Per image its rectangles, as from ``ssvs_rectangles``.
+        rngs: One generator per image (drawn from after the rectangles, as for ``ssvs_warp_grid``).
+        size: Canvas side.
+        grid_points: See ``ssvs_warp_grid``.
+        jitter: See ``ssvs_warp_grid``.
+        rotate_p: See ``ssvs_warp_grid``.
+        max_angle: See ``ssvs_warp_grid``.
+        stride: See ``ssvs_warp_grid``.
+
+    Returns:
+        (N, 1, size, size) float32 in [0, 1] with anti-aliased edges.
+    """
     n = len(rngs)
-    ctrl = np.empty((n, 2, grid_points, grid_points), np.float32)
-    angles = np.zeros(n, np.float64)
-    for k, rng in enumerate(rngs):
-        sd = rng.uniform(jitter[0], jitter[1]) * size
-        ctrl[k] = rng.normal(0.0, sd, size=(2, grid_points, grid_points))
-        if rng.random() < rotate_p:
-            angles[k] = rng.uniform(-max_angle, max_angle)
-    last = size - 1
-    # The composed map is smooth except along the (rotated) control-cell lines and the mirror
-    # folds, so it is evaluated exactly on a lattice every ``stride`` pixels and interpolated
-    # bilinearly in between (sub-pixel error within ``stride`` px of a kink; 16x fewer evaluations).
-    m = max(2, -(-last // stride) + 1)
-    ax = torch.linspace(0.0, float(last), m)
-    yy, xx = torch.meshgrid(ax, ax, indexing="ij")
-    centre = last / 2.0
-    theta = torch.from_numpy(np.deg2rad(angles)).float()
-    cos, sin = torch.cos(theta)[:, None, None], torch.sin(theta)[:, None, None]
-    dx, dy = xx - centre, yy - centre
-    qx = cos * dx - sin * dy + centre
-    qy = sin * dx + cos * dy + centre
-    if bool((theta != 0).any()):
-        qx = _reflect(qx, size)
-        qy = _reflect(qy, size)
-    # Normalised rotated positions; the control displacement field is sampled there.
-    q = torch.stack((qx, qy), dim=-1) * (2.0 / last) - 1.0
-    disp = F.grid_sample(torch.from_numpy(ctrl), q, mode="bilinear", padding_mode="border", align_corners=True)
-    # ctrl channel 0 = row (y) displacement, channel 1 = column (x) displacement, in pixels.
-    coarse = (q.permute(0, 3, 1, 2) + torch.stack((disp[:, 1], disp[:, 0]), dim=1) * (2.0 / last)).contiguous()
-    if m != size:
-        coarse = F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=True)
-    return coarse.permute(0, 2, 3, 1)
+    if len(rects) != n:
+        raise ValueError(f"rects and rngs must have the same length, got {len(rects)} and {n}")
+    ctrl, angles = _warp_params(rngs, size, grid_points, jitter, rotate_p, max_angle)
+    coarse = _coarse_map(ctrl, angles, size, stride)  # (N, 2, m, m) source (x, y) in pixels
+    out = torch.zeros(n, 1, size, size)
+    # Source box of each lattice cell (min / max over its four corners).
+    c00, c01, c10, c11 = coarse[..., :-1, :-1], coarse[..., :-1, 1:], coarse[..., 1:, :-1], coarse[..., 1:, 1:]
+    lo = torch.minimum(torch.minimum(c00, c01), torch.minimum(c10, c11))
+    hi = torch.maximum(torch.maximum(c00, c01), torch.maximum(c10, c11))
+    for k in range(n):
+        box = painted_box(rects[k], size)
+        if box is None:
+            continue
+        r0, r1, c0, c1 = box
+        hit = (hi[k, 0] > c0 - 1) & (lo[k, 0] < c1 + 1) & (hi[k, 1] > r0 - 1) & (lo[k, 1] < r1 + 1)
+        rows = torch.nonzero(hit.any(1)).flatten()
+        cols = torch.nonzero(hit.any(0)).flatten()
+        if rows.numel() == 0:
+            continue
+        # The painted crop with a one-pixel zero margin: source rows r0 - 1 .. r1 + 1.
+        crop = np.zeros((r1 - r0 + 3, c1 - c0 + 3), np.float32)
+        for a0, a1, b0, b1 in _painted(rects[k], size):
+            crop[a0 - r0 + 1 : a1 - r0 + 1, b0 - c0 + 1 : b1 - c0 + 1] = 1.0
+        i0, i1, j0, j1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        # Normalise to the crop on the lattice (affine maps commute with bilinear interpolation);
+        # grid_sample reads the permuted (1, h, w, 2) view of the interpolated grid directly.
+        sub = coarse[k : k + 1, :, i0 : i1 + 1, j0 : j1 + 1]
+        offset = torch.tensor([c0 - 1.0, r0 - 1.0]).view(1, 2, 1, 1)
+        scale = torch.tensor([2.0 / (crop.shape[1] - 1), 2.0 / (crop.shape[0] - 1)]).view(1, 2, 1, 1)
+        sub = (sub - offset) * scale - 1.0
+        fine = _upsample(sub, stride)
+        y0, x0 = i0 * stride, j0 * stride
+        h, w = min(fine.shape[-2], size - y0), min(fine.shape[-1], size - x0)
+        grid = fine[..., :h, :w].permute(0, 2, 3, 1)
+        src = torch.from_numpy(crop)[None, None]
+        out[k : k + 1, :, y0 : y0 + h, x0 : x0 + w] = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return out.clamp_(0.0, 1.0)
+
+
+def _painted(rects: list[tuple[int, int, int, int]], size: int) -> list[tuple[int, int, int, int]]:
+    """The half-open boxes ``paint_rectangles`` actually paints (shifted, cut, non-empty)."""
+    lim = size - 1
+    boxes = []
+    for r0, r1, c0, c1 in rects:
+        if r0 < 0:
+            r1, r0 = r1 - r0, 0
+        if c0 < 0:
+            c1, c0 = c1 - c0, 0
+        r1, c1 = min(r1, lim), min(c1, lim)
+        if r1 > r0 and c1 > c0:
+            boxes.append((r0, r1, c0, c1))
+    return boxes
+
+
+def painted_box(rects: list[tuple[int, int, int, int]], size: int) -> tuple[int, int, int, int] | None:
+    """The inclusive box ``(row0, row1, col0, col1)`` that ``paint_rectangles`` paints, or ``None``.
+
+    Args:
+        rects: Rectangles as from ``ssvs_rectangles``.
+        size: Canvas side.
+
+    Returns:
+        The bounding box of all painted pixels, or ``None`` if nothing is painted.
+    """
+    boxes = _painted(rects, size)
+    if not boxes:
+        return None
+    return (min(b[0] for b in boxes), max(b[1] for b in boxes) - 1, min(b[2] for b in boxes), max(b[3] for b in boxes) - 1)
 
 
 def _reflect(x: torch.Tensor, size: int) -> torch.Tensor:

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from darlkit.synthesis._seeding import as_seed_sequence, child_rng
-from darlkit.synthesis.ssvs import apply_warp_grid, paint_rectangles, ssvs_rectangles, ssvs_warp_grid
+from darlkit.synthesis.ssvs import ssvs_rectangles, warp_ssvs_masks
 from darlkit.synthesis.tree import TreeParams, grow_vessel_tree, render_capsules
 
 __all__ = ["FractalVesselSynthesizer", "VesselMaskStream", "STYLES"]
@@ -115,11 +115,8 @@ class FractalVesselSynthesizer(Dataset):
             return torch.zeros(0, 1, self.size, self.size, dtype=dtype)
         rngs = [child_rng(self.seed_sequence, i) for i in idx]
         if self.style == "ssvs":
-            canvas = np.empty((len(idx), 1, self.size, self.size), np.float32)
-            for k, rng in enumerate(rngs):
-                paint_rectangles(ssvs_rectangles(rng, self.size), self.size, out=canvas[k, 0])
-            grid = ssvs_warp_grid(rngs, self.size)
-            out = apply_warp_grid(torch.from_numpy(canvas), grid)
+            rects = [ssvs_rectangles(rng, self.size) for rng in rngs]
+            out = warp_ssvs_masks(rects, rngs, self.size)
         else:
             segs = [grow_vessel_tree(rng, self.size, self.tree_params) for rng in rngs]
             out = render_capsules(segs, self.size)
