@@ -57,3 +57,22 @@ def micro_config(**overrides) -> TrainConfig:
     )
     values.update(overrides)
     return TrainConfig.preset("tiny", **values)
+
+
+def make_xcad(root, n_train: int = 4, n_test: int = 2, size: int = 64, seed: int = 0):
+    """Write a tiny synthetic XCAD-layout dataset (``size``-px images) and return its path."""
+    from darlkit.synthesis import write_synthetic_xcad
+
+    return write_synthetic_xcad(root, n_train=n_train, n_test=n_test, size=size, seed=seed, progress=False)
+
+
+def make_checkpoint(run_dir, data_root, steps: int = 1, **overrides):
+    """Train ``micro_config`` for ``steps`` on ``data_root`` and return the path of ``last.pt``."""
+    from darlkit.data import XCADDataset
+    from darlkit.training import DARLTrainer, build_networks
+
+    cfg = micro_config(**overrides)
+    model, d_s, d_a = build_networks(cfg)
+    trainer = DARLTrainer(model, d_s, d_a, cfg, out_dir=run_dir, progress=False)
+    trainer.fit(XCADDataset(data_root, "train", size=cfg.image_size), steps=steps)
+    return run_dir / "last.pt"

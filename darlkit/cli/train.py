@@ -56,6 +56,7 @@ def _positive_float(text: str) -> float:
 
 def add_training_arguments(p: argparse.ArgumentParser) -> None:
     """Register the options shared by ``train`` and ``quickstart`` (preset and overrides)."""
+    from darlkit.kernels import BACKENDS
     from darlkit.training import AMP_MODES, PRESETS
 
     p.add_argument("--preset", choices=PRESETS, default=None, help="configuration preset (default: paper; quickstart: tiny)")
@@ -67,6 +68,7 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=_non_negative_int, default=None, help="seed of init, data order and draws")
     p.add_argument("--amp", choices=AMP_MODES, default=None, help="mixed precision (bf16 autocast; fp16 on CUDA)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    p.add_argument("--backend", choices=BACKENDS, default=None, help="kernel backend of the norm layers")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks")
     p.add_argument("--ema", type=float, default=None, metavar="DECAY", help="keep an EMA of the weights and evaluate with it")
@@ -130,6 +132,8 @@ def build_config(args: argparse.Namespace, default_preset: str = "paper"):
         overrides["seed"] = args.seed
     if args.amp is not None:
         overrides["amp"] = args.amp
+    if args.backend is not None:
+        overrides["backend"] = args.backend
     if args.channels_last:
         overrides["channels_last"] = True
     if args.compile:

@@ -1,0 +1,95 @@
+"""Every bad-argument path of train / segment / evaluate / quickstart: one line, exit status 2."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from darlkit.cli import main
+from darlkit.training import CHECKPOINT_FORMAT
+from test_training_support import make_checkpoint, make_xcad
+
+
+class _Payload:
+    """A class the safe loader does not allowlist."""
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("errors")
+    data = make_xcad(root / "data", n_train=2, n_test=1)
+    ckpt = make_checkpoint(root / "run", data, steps=1)
+    junk = root / "junk.pt"
+    junk.write_bytes(b"definitely not a checkpoint")
+    evil = root / "evil.pt"
+
+    torch.save({"format": CHECKPOINT_FORMAT, "config": {}, "x": _Payload()}, evil)
+    jpg = root / "photo.jpg"
+    jpg.write_bytes(b"\xff\xd8\xff\xe0 not really")
+    fake_png = root / "fake.png"
+    fake_png.write_bytes(b"this is text")
+    odd = root / "odd.png"
+    from PIL import Image
+
+    Image.new("L", (50, 50)).save(odd)
+    not_xcad = root / "empty"
+    not_xcad.mkdir()
+    return {"data": data, "ckpt": ckpt, "junk": junk, "evil": evil, "jpg": jpg, "fake_png": fake_png,
+            "odd": odd, "empty": not_xcad, "root": root}
+
+
+def _run(argv, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse errors
+        code = exc.code
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+CASES = {
+    "train-missing-data": (lambda e: ["train", "--data", str(e["root"] / "nope"), "--steps", "1"], "dataset folder not found"),
+    "train-not-xcad": (lambda e: ["train", "--data", str(e["empty"]), "--steps", "1"], "not an XCAD layout"),
+    "train-no-source": (lambda e: ["train", "--steps", "1"], "one of the arguments --data --synthetic is required"),
+    "train-bad-preset": (lambda e: ["train", "--data", str(e["data"]), "--preset", "huge"], "invalid choice: 'huge'"),
+    "train-negative-steps": (lambda e: ["train", "--data", str(e["data"]), "--steps", "-5"], "expected a non-negative integer, got -5"),
+    "train-bad-batch": (lambda e: ["train", "--data", str(e["data"]), "--batch-size", "0"], "expected a positive integer"),
+    "train-bad-lr": (lambda e: ["train", "--data", str(e["data"]), "--lr", "abc"], "expected a positive number"),
+    "train-fp16-cpu": (lambda e: ["train", "--data", str(e["data"]), "--amp", "fp16", "--device", "cpu"], "fp16 needs a CUDA device"),
+    "train-bad-device": (lambda e: ["train", "--data", str(e["data"]), "--device", "toaster"], "not a device name"),
+    "train-resume-nothing": (lambda e: ["train", "--data", str(e["data"]), "--out", str(e["root"] / "fresh"), "--resume"], "no checkpoint to continue"),
+    "train-resume-missing": (lambda e: ["train", "--data", str(e["data"]), "--resume", str(e["root"] / "x.pt")], "checkpoint not found"),
+    "train-bad-image-size": (lambda e: ["train", "--data", str(e["data"]), "--image-size", "36", "--preset", "tiny"], "image_size must be divisible"),
+    "train-bad-ema": (lambda e: ["train", "--data", str(e["data"]), "--ema", "2"], "ema_decay must be in (0, 1)"),
+    "segment-missing-image": (lambda e: ["segment", str(e["root"] / "no.png"), "--checkpoint", str(e["ckpt"]), "--out", "o"], "image not found"),
+    "segment-non-png": (lambda e: ["segment", str(e["jpg"]), "--checkpoint", str(e["ckpt"]), "--out", "o"], "expected a .png image"),
+    "segment-fake-png": (lambda e: ["segment", str(e["fake_png"]), "--checkpoint", str(e["ckpt"]), "--out", str(e["root"] / "o")], "is not a PNG image"),
+    "segment-empty-folder": (lambda e: ["segment", str(e["empty"]), "--checkpoint", str(e["ckpt"]), "--out", "o"], "contains no .png images"),
+    "segment-missing-ckpt": (lambda e: ["segment", str(e["odd"]), "--checkpoint", str(e["root"] / "none.pt"), "--out", "o"], "file not found"),
+    "segment-junk-ckpt": (lambda e: ["segment", str(e["odd"]), "--checkpoint", str(e["junk"]), "--out", "o"], "not a readable PyTorch file"),
+    "segment-evil-ckpt": (lambda e: ["segment", str(e["odd"]), "--checkpoint", str(e["evil"]), "--out", "o"], "refused by the safe loader"),
+    "segment-bad-size": (lambda e: ["segment", str(e["odd"]), "--checkpoint", str(e["ckpt"]), "--out", str(e["root"] / "o")], "must be divisible by"),
+    "segment-big-t": (lambda e: ["segment", str(e["odd"]), "--checkpoint", str(e["ckpt"]), "--out", "o", "--t", "2000"], "--t must be < 2000"),
+    "segment-bad-threshold": (lambda e: ["segment", str(e["odd"]), "--checkpoint", str(e["ckpt"]), "--out", "o", "--threshold", "3"], "expected a number in [-1, 1]"),
+    "segment-ema-missing": (lambda e: ["segment", str(e["odd"]), "--checkpoint", str(e["ckpt"]), "--out", "o", "--ema"], "has no EMA weights"),
+    "evaluate-missing-data": (lambda e: ["evaluate", "--data", str(e["root"] / "nope"), "--checkpoint", str(e["ckpt"])], "dataset folder not found"),
+    "evaluate-no-test": (lambda e: ["evaluate", "--data", str(e["empty"]), "--checkpoint", str(e["ckpt"])], "missing folder test/images"),
+    "evaluate-junk-ckpt": (lambda e: ["evaluate", "--data", str(e["data"]), "--checkpoint", str(e["junk"])], "not a readable PyTorch file"),
+    "evaluate-negative-sigma": (lambda e: ["evaluate", "--data", str(e["data"]), "--checkpoint", str(e["ckpt"]), "--noise-sigma", "-10"], "expected a finite number >= 0"),
+    "evaluate-bad-max": (lambda e: ["evaluate", "--data", str(e["data"]), "--checkpoint", str(e["ckpt"]), "--max-images", "0"], "--max-images must be a positive integer"),
+    "quickstart-odd-size": (lambda e: ["quickstart", "--smoke", "--size", "63", "--out", str(e["root"] / "q")], "--size must be even"),
+    "quickstart-not-empty": (lambda e: ["quickstart", "--smoke", "--out", str(e["root"])], "exists and is not empty"),
+    "quickstart-bad-preset": (lambda e: ["quickstart", "--preset", "giant"], "invalid choice: 'giant'"),
+    "unknown-command": (lambda e: ["fly"], "invalid choice: 'fly'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_arguments_give_one_line_and_status_2(env, capsys, case, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv_fn, expected = CASES[case]
+    code, err = _run(argv_fn(env), capsys)
+    assert code == 2, err
+    assert len(err.splitlines()) == 1, err
+    assert "error:" in err and expected in err, err
+    assert "Traceback" not in err

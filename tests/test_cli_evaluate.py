@@ -1,0 +1,65 @@
+"""``darlkit evaluate``: Table 1/2 numbers equal SegmentationMetrics on the model's outputs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from darlkit.cli import main
+from darlkit.data import XCADDataset
+from darlkit.metrics import SegmentationMetrics
+from darlkit.training import add_gaussian_noise, load_trained_model
+from test_training_support import make_checkpoint, make_xcad
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    data = make_xcad(root / "data")
+    return data, make_checkpoint(root / "run", data, steps=1)
+
+
+def test_evaluate_json_matches_reference(run, capsys):
+    data, ckpt = run
+    assert main(["evaluate", "--data", str(data), "--checkpoint", str(ckpt), "--noise-sigma", "25", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n_images"] == 2 and set(result["noise"]) == {"25"}
+    model, _ = load_trained_model(ckpt)
+    test = XCADDataset(data, "test")
+    for sigma, key in ((0.0, None), (25.0, "25")):
+        acc = SegmentationMetrics()
+        for i in range(len(test)):
+            x = test[i]["image"][None]
+            if sigma:
+                x = add_gaussian_noise(x, sigma, torch.Generator().manual_seed(i))
+            with torch.no_grad():
+                acc.update(model.segment(x, polyphase=True), test[i]["mask"][None])
+        want = acc.aggregate()
+        got = result["clean"] if key is None else result["noise"][key]
+        for name in ("iou", "dice", "precision"):
+            assert got[name]["mean"] == pytest.approx(want[name]["mean"], abs=1e-9)
+            assert got[name]["std"] == pytest.approx(want[name]["std"], abs=1e-9)
+
+
+def test_evaluate_table_text(run, capsys):
+    data, ckpt = run
+    assert main(["evaluate", "--data", str(data), "--checkpoint", str(ckpt), "--noise-sigma", "10", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "Table 1 (n = 2 test images" in out and "| IoU | Dice | Precision |" in out
+    assert "Table 2" in out and "| 10 |" in out and "| 50 |" in out
+    rows = [line for line in out.splitlines() if line.startswith("|") and "±" in line]
+    assert len(rows) == 4 and all(r.count("±") == 3 for r in rows)  # Table 1 + sigma 0, 10, 50
+
+
+def test_gaussian_noise_scale_and_seed():
+    x = torch.zeros(1, 1, 256, 256)
+    a = add_gaussian_noise(x, 25.0, torch.Generator().manual_seed(0))
+    b = add_gaussian_noise(x, 25.0, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)
+    # sigma 25 on the 0-255 scale is 25 / 127.5 on the [-1, 1] scale
+    assert float(a.std()) == pytest.approx(25 / 127.5, rel=0.02)
+    assert float(add_gaussian_noise(torch.ones(1, 1, 8, 8), 50.0, torch.Generator().manual_seed(1)).max()) <= 1.0
+    with pytest.raises(ValueError, match="sigma"):
+        add_gaussian_noise(x, -1.0, torch.Generator())
