@@ -32,7 +32,7 @@ class TreeParams:
     """Shape parameters of the "tree" style, in pixels of a 512x512 canvas (scaled by ``size / 512``).
 
     Attributes:
-        root_radius: Range of the root vessel radius (px at 512; diameter 13-20 px by default).
+        root_radius: Range of the root vessel radius (px at 512; diameter 15-22 px by default).
         min_radius: Smallest radius of a branch that still bifurcates; twigs end at about
             ``0.7 * min_radius`` (never below 0.5 px at any size).
         split_ratio: Range of the blood-flow fraction taken by the smaller child (Murray's law
@@ -51,7 +51,7 @@ class TreeParams:
             canvas before reaching its target area).
     """
 
-    root_radius: tuple[float, float] = (6.5, 10.0)
+    root_radius: tuple[float, float] = (7.5, 11.0)
     min_radius: float = 2.2
     split_ratio: tuple[float, float] = (0.08, 0.45)
     branch_angle: tuple[float, float] = (35.0, 80.0)
