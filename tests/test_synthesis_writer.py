@@ -59,6 +59,16 @@ def test_streams_are_independent_and_styles(tmp_path):
     assert all(ang[i][on[i]].mean() < ang[i][~on[i]].mean() - 5 for i in range(4))
 
 
+def test_thread_setting_restored(tmp_path):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        write_synthetic_xcad(tmp_path / "t", n_train=1, n_test=1, size=32, seed=0, progress=False)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_overwrite_rules(tmp_path):
     out = tmp_path / "o"
     write_synthetic_xcad(out, n_train=3, n_test=1, size=32, seed=0, progress=False)

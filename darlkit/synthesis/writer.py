@@ -113,7 +113,9 @@ def write_synthetic_xcad(
         test_style: Mask style of the test set (see ``FractalVesselSynthesizer``).
         train_style: Mask style of ``trainA``.
         angiogram_style: Mask style of the vessels drawn into ``trainB``.
-        workers: Worker processes (0 = in this process). Output does not depend on it.
+        workers: Worker processes (0 = in this process). Output does not depend on it. Each
+            process (this one too when ``workers=0``, for the duration of the call) uses one torch
+            intra-op thread: the work is many small tensor ops, which threads only slow down.
 
     Returns:
         The output root as a ``Path``.
@@ -164,9 +166,16 @@ def write_synthetic_xcad(
                 for done in pool.imap_unordered(_run_job, jobs):
                     bar.update(done)
         else:
-            for job in jobs:
-                kind, *args = job
-                bar.update(_write_train_chunk(*args) if kind == "train" else _write_test_chunk(*args))
+            # Many small tensor ops: one intra-op thread is faster than several (and far faster on
+            # a busy machine); the caller's setting is restored afterwards.
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                for job in jobs:
+                    kind, *args = job
+                    bar.update(_write_train_chunk(*args) if kind == "train" else _write_test_chunk(*args))
+            finally:
+                torch.set_num_threads(threads)
     finally:
         bar.close()
     return root
