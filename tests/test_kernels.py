@@ -157,9 +157,10 @@ def test_compile_backend_spade_matches_reference():
     def run(*a):
         return spade_norm(a[0], a[1], a[2], eps=a[3], negative_slope=a[4], backend="compile")
 
-    check_spade(run, (2, 3, 7, 9), torch.float32, 0.2)
-    y = check_spade(run, (1, 4, 33, 31), torch.float32, 0.2, channels_last=True)
-    assert y.is_contiguous(memory_format=torch.channels_last)
+    # one graph only (each compile costs seconds on CI); channels_last through the compile
+    # backend is covered by tests/test_kernels_integration.py (SPADEResBlock)
+    y = check_spade(run, (2, 3, 7, 9), torch.float32, 0.2)
+    assert y.is_contiguous()
 
 
 @pytest.mark.slow
