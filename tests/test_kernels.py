@@ -302,3 +302,15 @@ def test_fused_modules_match_reference_and_train():
         FusedInstanceNormAct(0)
     with pytest.raises(ValueError, match="backend"):
         FusedSPADENorm(backend="fast")
+
+
+def test_auto_uses_eager_under_a_dispatch_mode() -> None:
+    """Compiled kernels cannot run inside FlopCounterMode/fake-tensor modes: "auto" avoids them."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from darlkit.kernels import AUTO_COMPILE_MIN_NUMEL, resolve_backend
+
+    side = int(AUTO_COMPILE_MIN_NUMEL**0.5) + 1
+    x = torch.randn(1, 1, side, side)
+    with FlopCounterMode(display=False):
+        assert resolve_backend("auto", x, x, x) == "eager"

@@ -48,6 +48,18 @@ def _is_compiling() -> bool:
         return False
 
 
+def _in_dispatch_mode() -> bool:
+    """True under a Python dispatch mode (FlopCounterMode, fake tensors, profilers' modes).
+
+    ``torch.compile``'d callables cannot run inside such a mode, so ``"auto"`` uses eager there.
+    """
+    try:
+        from torch.utils._python_dispatch import is_in_torch_dispatch_mode
+    except ImportError:  # pragma: no cover - very old torch
+        return False
+    return bool(is_in_torch_dispatch_mode())
+
+
 def _check_backend(backend: str) -> str:
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -163,7 +175,7 @@ def resolve_backend(
     if backend == "eager":
         return "eager"
     if backend == "auto":
-        if _is_compiling():
+        if _is_compiling() or _in_dispatch_mode():
             return "eager"
         if x.device.type == "cuda":
             return "triton" if _fused_unsupported("triton", tensors, negative_slope) is None else "eager"
