@@ -246,3 +246,12 @@ def test_pool_is_checkpointed():
     clone.load_state_dict(pool.state_dict())
     x = torch.randn(4, 1, 4, 4)
     assert torch.equal(pool.query(x), clone.query(x))
+
+
+def test_time_limit_stops_early_then_validates_and_saves(tmp_path):
+    trainer = _trainer(micro_config(), tmp_path)
+    result = trainer.fit(RandomTrainSet(4, 32), steps=50, val_data=RandomTestSet(1, 64), time_limit=1e-9)
+    assert result["stopped_early"] and result["step"] == 1
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 1 and result["history"][-1]["step"] == 1
+    with pytest.raises(ValueError, match="time_limit"):
+        trainer.fit(RandomTrainSet(4, 32), steps=2, time_limit=0)

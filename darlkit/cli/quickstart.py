@@ -48,6 +48,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--train-images", type=int, default=None, help="synthetic training images")
     p.add_argument("--test-images", type=int, default=None, help="synthetic test images")
     p.add_argument("--size", type=int, default=None, help="synthetic image side (training crops are half)")
+    p.add_argument("--budget-min", type=float, default=None,
+                   help="wall-time budget in minutes: training stops early to fit it (default 8.5; smoke: none)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT folder's data and run")
     add_training_arguments(p)
     p.set_defaults(run=run)
@@ -106,7 +108,14 @@ def run(args: argparse.Namespace) -> int:
     args.resume = None
     if args.threads is None and torch.get_num_threads() < 1:  # pragma: no cover
         args.threads = 1
-    result = train_from_args(args, default_preset="tiny", data_root=data_root)
+    budget = args.budget_min if args.budget_min is not None else (None if args.smoke else 8.5)
+    if budget is not None and not budget > 0:
+        raise CLIError(f"--budget-min must be a positive number of minutes, got {budget}")
+    # Reserve time for evaluation and segmentation after training.
+    time_limit = None if budget is None else max(30.0, budget * 60.0 - (time.perf_counter() - t0) - 30.0)
+    result = train_from_args(args, default_preset="tiny", data_root=data_root, time_limit=time_limit)
+    if result.get("stopped_early"):
+        print(f"      stopped at step {result['step']} to stay within the {budget:g}-minute budget")
     ckpt = Path(result["best_checkpoint"] or result["last_checkpoint"])
 
     print(f"[3/4] evaluating {ckpt.name} on the synthetic test set")

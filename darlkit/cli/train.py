@@ -187,7 +187,7 @@ def _check_xcad_dir(root: Path) -> None:
 
 
 def train_from_args(args: argparse.Namespace, *, default_preset: str = "paper", data_root: Path | None = None,
-                    log=print) -> dict[str, Any]:
+                    log=print, time_limit: float | None = None) -> dict[str, Any]:
     """Run a training job described by parsed arguments (used by ``train`` and ``quickstart``).
 
     Args:
@@ -195,6 +195,7 @@ def train_from_args(args: argparse.Namespace, *, default_preset: str = "paper", 
         default_preset: Preset when ``--preset`` is absent.
         data_root: XCAD-layout folder to train on (overrides ``args.data``).
         log: Printer for progress lines (rank 0 only).
+        time_limit: Stop training after this many seconds (``DARLTrainer.fit``).
 
     Returns:
         The dict returned by ``DARLTrainer.fit`` plus ``"config"``.
@@ -232,7 +233,7 @@ def train_from_args(args: argparse.Namespace, *, default_preset: str = "paper", 
             log(f"darlkit train: preset {config.preset_name}, {len(train_set)} training items, "
                 f"{0 if test_set is None else len(test_set)} test images, {n_params / 1e6:.2f} M parameters, "
                 f"device {device}, world size {trainer.world_size}")
-        result = trainer.fit(train_set, steps=args.steps, val_data=test_set, resume=resume)
+        result = trainer.fit(train_set, steps=args.steps, val_data=test_set, resume=resume, time_limit=time_limit)
         result["config"] = config
         result["trainer"] = trainer
         return result

@@ -608,6 +608,7 @@ class DARLTrainer:
         val_data: Dataset | DataLoader | None = None,
         *,
         resume: str | os.PathLike[str] | bool | None = None,
+        time_limit: float | None = None,
     ) -> dict[str, Any]:
         """Train until ``steps`` total iterations (counting those of a resumed run).
 
@@ -621,6 +622,8 @@ class DARLTrainer:
             val_data: Test items ``{"image", "mask"}`` for validation every
                 ``config.val_every`` steps and at the end (``None``: no validation).
             resume: A checkpoint path to continue from, or ``True`` for ``out_dir/last.pt``.
+            time_limit: Stop early (then validate and save as at the end) once this many seconds
+                of this call have passed; ``None``: no limit. Under DDP rank 0's clock decides.
 
         Returns:
             ``{"step", "best_dice", "best_step", "history", "last_checkpoint",
@@ -643,6 +646,8 @@ class DARLTrainer:
             steps = cfg.epochs * sampler_probe.steps_per_epoch
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise ValueError(f"steps must be a non-negative int, got {steps!r}")
+        if time_limit is not None and not time_limit > 0:
+            raise ValueError(f"time_limit must be a positive number of seconds or None, got {time_limit!r}")
         files = self._prepare_out_dir()
         start = time.perf_counter()
         bar = None
@@ -651,8 +656,9 @@ class DARLTrainer:
 
             bar = tqdm(total=steps, initial=min(self.step, steps), desc="train", dynamic_ncols=True)
         last: dict[str, float] = {}
+        stopped_early = False
         try:
-            while self.step < steps:
+            while self.step < steps and not stopped_early:
                 epoch = sampler_probe.epoch_of(self.step)
                 epoch_end = min(steps, (epoch + 1) * sampler_probe.steps_per_epoch)
                 if hasattr(dataset, "set_epoch"):
@@ -673,6 +679,9 @@ class DARLTrainer:
                         self._validate_and_log(val_data, files, start)
                     if files and cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < steps:
                         self.save(files["last"])
+                    if time_limit is not None and self._out_of_time(start, time_limit):
+                        stopped_early = self.step < steps
+                        break
         finally:
             if bar is not None:
                 bar.close()
@@ -690,7 +699,14 @@ class DARLTrainer:
             "best_checkpoint": str(files["best"]) if files and files["best"].exists() else None,
             "figure": str(files["figure"]) if files and files["figure"].exists() else None,
             "seconds": time.perf_counter() - start,
+            "stopped_early": stopped_early,
         }
+
+    def _out_of_time(self, start: float, limit: float) -> bool:
+        flag = torch.tensor([float(time.perf_counter() - start > limit)], device=self.device)
+        if self.distributed:
+            dist.broadcast(flag, src=0)
+        return bool(flag.item())
 
     def _prepare_out_dir(self) -> dict[str, Path] | None:
         if self.out_dir is None:
