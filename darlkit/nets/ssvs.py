@@ -12,7 +12,7 @@ __all__ = ["SSVSGenerator", "ResnetBlock"]
 
 
 class ResnetBlock(nn.Module):
-    """Residual block: x + [pad1, Conv3x3, IN, ReLU, pad1, Conv3x3, IN](x) (reflection pads).
+    """Residual block: `x + block(x)` with block = pad1, Conv3x3, IN, ReLU, pad1, Conv3x3, IN (reflection pads).
 
     Args:
         channels: Input and output channels.
