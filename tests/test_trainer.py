@@ -255,3 +255,12 @@ def test_time_limit_stops_early_then_validates_and_saves(tmp_path):
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 1 and result["history"][-1]["step"] == 1
     with pytest.raises(ValueError, match="time_limit"):
         trainer.fit(RandomTrainSet(4, 32), steps=2, time_limit=0)
+
+
+def test_t_b_max_limits_the_b_path_steps():
+    trainer = _trainer(micro_config(t_b_max=7))
+    draws = [trainer._step_draws(step, (4, 1, 32, 32)) for step in range(20)]
+    assert max(int(t_b.max()) for _, t_b, _ in draws) < 7
+    assert max(int(t_a.max()) for t_a, _, _ in draws) < 200
+    paper = _trainer(micro_config())
+    assert max(int(paper._step_draws(s, (4, 1, 32, 32))[1].max()) for s in range(20)) >= 200

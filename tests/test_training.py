@@ -58,6 +58,8 @@ def test_config_dict_round_trip_is_plain_data():
         ({"eval_ema": True}, ValueError, "eval_ema"),
         ({"betas": (0.5, 1.5)}, ValueError, "betas"),
         ({"batch_size": 2.0}, TypeError, "batch_size"),
+        ({"t_b_max": 0}, ValueError, "t_b_max"),
+        ({"t_b_max": 2001}, ValueError, "t_b_max"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, exc, match):

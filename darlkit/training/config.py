@@ -42,7 +42,8 @@ class TrainConfig:
         beta: Weight of the cycle loss.
         pool_size: History-pool size for discriminator fakes (0 disables the pool).
         t_a_max: ``t_a`` is drawn uniformly from ``{0, ..., t_a_max - 1}``.
-        num_timesteps: Diffusion steps T (``t_b`` is drawn from ``{0, ..., T - 1}``).
+        t_b_max: ``t_b`` is drawn from ``{0, ..., t_b_max - 1}``; ``None`` (the paper): all T steps.
+        num_timesteps: Diffusion steps T.
         beta_schedule: Diffusion beta schedule name.
         unet_base_channels: Base width of the diffusion U-Net.
         unet_channel_mults: Per-level width multipliers of the U-Net.
@@ -81,6 +82,7 @@ class TrainConfig:
     beta: float = 5.0
     pool_size: int = 50
     t_a_max: int = 200
+    t_b_max: int | None = None
     num_timesteps: int = 2000
     beta_schedule: str = "linear"
     unet_base_channels: int = 64
@@ -150,6 +152,12 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.t_a_max must be <= num_timesteps={self.num_timesteps}, got {self.t_a_max}"
             )
+        if self.t_b_max is not None:
+            pos_int("t_b_max")
+            if self.t_b_max > self.num_timesteps:
+                raise ValueError(
+                    f"TrainConfig.t_b_max must be <= num_timesteps={self.num_timesteps} or None, got {self.t_b_max}"
+                )
         for name in ("lr", "lr_d"):
             pos_float(name)
         for name in ("alpha", "beta"):

@@ -370,7 +370,7 @@ class DARLTrainer:
         n = shape[0]
         gb = n * self.world_size
         t_a = torch.randint(0, self.config.t_a_max, (gb,), generator=g)
-        t_b = torch.randint(0, self.config.num_timesteps, (gb,), generator=g)
+        t_b = torch.randint(0, self.config.t_b_max or self.config.num_timesteps, (gb,), generator=g)
         noise = torch.randn((gb, *shape[1:]), generator=g)
         sl = slice(self.rank * n, (self.rank + 1) * n)
         return t_a[sl].to(self.device), t_b[sl].to(self.device), self._to_device(noise[sl])
