@@ -251,3 +251,19 @@ def test_init_weights_reaches_spectral_norm_weight_orig():
     assert abs(after.std().item() - 0.02) < 4e-3
     with pytest.raises(ValueError, match="scheme"):
         init_weights(g, "uniform")
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs", "exc", "match"),
+    [
+        ("PatchDiscriminator", {"base_channels": 0}, ValueError, "base_channels must be >= 1"),
+        ("SSVSGenerator", {"num_blocks": -1}, ValueError, "num_blocks must be >= 0"),
+        ("SPADEGenerator", {"label_nc": 2.0}, TypeError, "label_nc must be an int"),
+        ("DiffusionUNet", {"image_size": True}, TypeError, "image_size must be an int"),
+    ],
+)
+def test_constructor_arguments_are_checked(cls: str, kwargs: dict, exc: type, match: str) -> None:
+    import darlkit.nets
+
+    with pytest.raises(exc, match=match):
+        getattr(darlkit.nets, cls)(**kwargs)

@@ -13,6 +13,8 @@ import numbers
 import numpy as np
 import torch
 
+from darlkit._validation import check_int
+
 __all__ = ["BETA_SCHEDULES", "make_beta_schedule"]
 
 BETA_SCHEDULES: tuple[str, ...] = (
@@ -30,14 +32,6 @@ BETA_SCHEDULES: tuple[str, ...] = (
 
 COSINE_MAX_BETA = 0.999
 """Upper clip of the cosine schedule's betas (Nichol & Dhariwal, 2021)."""
-
-
-def _check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if int(value) < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
 
 
 def _check_unit_interval(value: object, name: str) -> float:
@@ -106,7 +100,7 @@ def make_beta_schedule(
         raise TypeError(f"name must be a str, got {type(name).__name__}")
     if name not in BETA_SCHEDULES:
         raise ValueError(f"unknown beta schedule name {name!r}; expected one of {list(BETA_SCHEDULES)}")
-    timesteps = _check_positive_int(timesteps, "timesteps")
+    timesteps = check_int("timesteps", timesteps)
     linear_start = _check_unit_interval(linear_start, "linear_start")
     linear_end = _check_unit_interval(linear_end, "linear_end")
     if isinstance(cosine_s, bool) or not isinstance(cosine_s, numbers.Real):

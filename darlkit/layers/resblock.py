@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from darlkit.layers.segmap import prepare_segmap
-from darlkit.layers.spade import SwitchableSPADE, _positive_int
+from darlkit._validation import check_int
+from darlkit.layers.spade import SwitchableSPADE
 
 __all__ = ["SPADEResBlock"]
 
@@ -66,9 +67,9 @@ class SPADEResBlock(nn.Module):
         backend: str = "auto",
     ) -> None:
         super().__init__()
-        self.in_channels = _positive_int("in_channels", in_channels)
-        self.out_channels = _positive_int("out_channels", out_channels)
-        self.label_nc = _positive_int("label_nc", label_nc)
+        self.in_channels = check_int("in_channels", in_channels)
+        self.out_channels = check_int("out_channels", out_channels)
+        self.label_nc = check_int("label_nc", label_nc)
         if not isinstance(spectral_norm, bool):
             raise TypeError(f"spectral_norm must be a bool, got {type(spectral_norm).__name__}")
         self.learned_shortcut = in_channels != out_channels

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from darlkit import kernels
+from darlkit._validation import check_int
 from darlkit.layers.segmap import prepare_segmap
 
 __all__ = ["SwitchableSPADE", "PARAM_FREE_NORMS", "ACTIVATIONS", "default_num_groups"]
@@ -43,14 +44,6 @@ def default_num_groups(num_features: int, max_groups: int = 32) -> int:
             f"num_features and max_groups must be >= 1, got {num_features} and {max_groups}"
         )
     return max(g for g in range(1, min(num_features, max_groups) + 1) if num_features % g == 0)
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
 
 
 def _batch_norm_functional(bn: nn.BatchNorm2d, x: torch.Tensor, weight, bias) -> torch.Tensor:
@@ -162,10 +155,10 @@ class SwitchableSPADE(nn.Module):
         num_groups: int | None = None,
     ) -> None:
         super().__init__()
-        self.num_features = _positive_int("num_features", num_features)
-        self.label_nc = _positive_int("label_nc", label_nc)
-        self.hidden_channels = _positive_int("hidden_channels", hidden_channels)
-        self.kernel_size = _positive_int("kernel_size", kernel_size)
+        self.num_features = check_int("num_features", num_features)
+        self.label_nc = check_int("label_nc", label_nc)
+        self.hidden_channels = check_int("hidden_channels", hidden_channels)
+        self.kernel_size = check_int("kernel_size", kernel_size)
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd (to keep the size), got {kernel_size}")
         if param_free_norm not in PARAM_FREE_NORMS:
@@ -187,7 +180,7 @@ class SwitchableSPADE(nn.Module):
         if param_free_norm == "group":
             if num_groups is None:
                 num_groups = default_num_groups(num_features)
-            _positive_int("num_groups", num_groups)
+            check_int("num_groups", num_groups)
             if num_features % num_groups != 0:
                 raise ValueError(
                     f"num_groups ({num_groups}) must divide num_features ({num_features})"

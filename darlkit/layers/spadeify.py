@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from darlkit.layers.segmap import prepare_segmap
-from darlkit.layers.spade import SwitchableSPADE, _positive_int
+from darlkit._validation import check_int
+from darlkit.layers.spade import SwitchableSPADE
 
 __all__ = ["spadeify", "SpadeifiedModel", "NORM_TYPES"]
 
@@ -88,7 +89,7 @@ class SpadeifiedModel(nn.Module):
         super().__init__()
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-        self.label_nc = _positive_int("label_nc", label_nc)
+        self.label_nc = check_int("label_nc", label_nc)
         layers = [(n, m) for n, m in model.named_modules() if isinstance(m, SwitchableSPADE)]
         if not layers:
             raise ValueError("model must contain at least one SwitchableSPADE layer")
@@ -289,9 +290,9 @@ def spadeify(
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if isinstance(model, SpadeifiedModel):
         raise TypeError("model is already a SpadeifiedModel; spadeify its .model (a copy) instead")
-    _positive_int("label_nc", label_nc)
-    _positive_int("hidden_channels", hidden_channels)
-    _positive_int("kernel_size", kernel_size)
+    check_int("label_nc", label_nc)
+    check_int("hidden_channels", hidden_channels)
+    check_int("kernel_size", kernel_size)
     if kernel_size % 2 != 1:
         raise ValueError(f"kernel_size must be odd, got {kernel_size}")
     kinds = (norm_types,) if isinstance(norm_types, str) else tuple(norm_types)

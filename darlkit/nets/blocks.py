@@ -10,6 +10,9 @@ map onto darlkit's one to one (see ``released_state_dicts.txt``):
 * ``ResidualAttentionBlock`` -- ``res_block`` and optional ``attn``,
 * ``Downsample`` / ``Upsample`` -- ``conv`` (and ``up`` for the upsampler).
 
+and the encoder shared by the CycleGAN-style generators (DARL's ``SPADEGenerator`` and the
+SSVS baseline): ``resnet_encoder_layers``.
+
 Activations that the release implemented as a custom ``Swish`` module are ``nn.SiLU``
 modules here (the same function; neither is counted by the paper's MAC rules).
 """
@@ -30,6 +33,7 @@ __all__ = [
     "ResidualAttentionBlock",
     "Downsample",
     "Upsample",
+    "resnet_encoder_layers",
 ]
 
 
@@ -263,3 +267,33 @@ class Upsample(nn.Module):
             Features (N, C, 2H, 2W).
         """
         return self.conv(self.up(x))
+
+
+def resnet_encoder_layers(in_channels: int, base_channels: int, num_downsampling: int) -> tuple[list[nn.Module], int]:
+    """Encoder of a CycleGAN/pix2pix ResNet generator, as a list of layers.
+
+    Reflection pad 3, Conv7x7 (``in_channels -> base_channels``), InstanceNorm (no affine),
+    ReLU; then ``num_downsampling`` times Conv3x3 stride 2 (doubling the channels),
+    InstanceNorm, ReLU. In an ``nn.Sequential`` the convs sit at indices 1, 4, 7, ... (the
+    released generator's ``model.1``, ``model.4``, ``model.7``). Norms and activations are
+    modules, so the paper's MAC rules count them.
+
+    Args:
+        in_channels: Input channels.
+        base_channels: Channels after the 7x7 conv.
+        num_downsampling: Number of stride-2 stages (each halves H and W).
+
+    Returns:
+        The layers and the number of output channels ``base_channels * 2**num_downsampling``.
+    """
+    layers: list[nn.Module] = [
+        nn.ReflectionPad2d(3),
+        nn.Conv2d(in_channels, base_channels, 7),
+        nn.InstanceNorm2d(base_channels),
+        nn.ReLU(True),
+    ]
+    ch = base_channels
+    for _ in range(num_downsampling):
+        layers += [nn.Conv2d(ch, ch * 2, 3, stride=2, padding=1), nn.InstanceNorm2d(ch * 2), nn.ReLU(True)]
+        ch *= 2
+    return layers, ch

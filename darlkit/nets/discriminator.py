@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from darlkit._validation import check_ints
 from darlkit.nets.init import _apply_default_init
 
 __all__ = ["PatchDiscriminator"]
@@ -41,9 +42,7 @@ class PatchDiscriminator(nn.Module):
         init_gain: float = 0.02,
     ) -> None:
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("base_channels", base_channels), ("num_layers", num_layers)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_ints(1, in_channels=in_channels, base_channels=base_channels, num_layers=num_layers)
         self.in_channels = in_channels
         layers: list[nn.Module] = [
             nn.Conv2d(in_channels, base_channels, 4, stride=2, padding=1),

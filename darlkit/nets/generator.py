@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from darlkit._validation import check_ints
+from darlkit.nets.blocks import resnet_encoder_layers
 from darlkit.nets.init import _apply_default_init
 from darlkit.nets.unet import _check_float_image
 
@@ -70,34 +72,22 @@ class SPADEGenerator(nn.Module):
         super().__init__()
         from darlkit.layers import SPADEResBlock
 
-        for name, value in (
-            ("in_channels", in_channels),
-            ("out_channels", out_channels),
-            ("base_channels", base_channels),
-            ("label_nc", label_nc),
-            ("spade_hidden", spade_hidden),
-        ):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        for name, value in (("num_downsampling", num_downsampling), ("num_middle_blocks", num_middle_blocks)):
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        check_ints(
+            1,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            base_channels=base_channels,
+            label_nc=label_nc,
+            spade_hidden=spade_hidden,
+        )
+        check_ints(0, num_downsampling=num_downsampling, num_middle_blocks=num_middle_blocks)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.label_nc = label_nc
         self.num_downsampling = num_downsampling
         self.num_middle_blocks = num_middle_blocks
 
-        stem: list[nn.Module] = [
-            nn.ReflectionPad2d(3),
-            nn.Conv2d(in_channels, base_channels, 7),
-            nn.InstanceNorm2d(base_channels),
-            nn.ReLU(True),
-        ]
-        ch = base_channels
-        for _ in range(num_downsampling):
-            stem += [nn.Conv2d(ch, ch * 2, 3, stride=2, padding=1), nn.InstanceNorm2d(ch * 2), nn.ReLU(True)]
-            ch *= 2
+        stem, ch = resnet_encoder_layers(in_channels, base_channels, num_downsampling)
         self.model = nn.Sequential(*stem)
 
         def block(cin: int, cout: int) -> nn.Module:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from darlkit._validation import check_ints
+from darlkit.nets.blocks import resnet_encoder_layers
 from darlkit.nets.init import _apply_default_init
 from darlkit.nets.unet import _check_float_image
 
@@ -70,24 +72,11 @@ class SSVSGenerator(nn.Module):
         init_gain: float = 0.02,
     ) -> None:
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("base_channels", base_channels)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        for name, value in (("num_blocks", num_blocks), ("num_downsampling", num_downsampling)):
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        check_ints(1, in_channels=in_channels, out_channels=out_channels, base_channels=base_channels)
+        check_ints(0, num_blocks=num_blocks, num_downsampling=num_downsampling)
         self.in_channels = in_channels
         self.num_downsampling = num_downsampling
-        layers: list[nn.Module] = [
-            nn.ReflectionPad2d(3),
-            nn.Conv2d(in_channels, base_channels, 7),
-            nn.InstanceNorm2d(base_channels),
-            nn.ReLU(True),
-        ]
-        ch = base_channels
-        for _ in range(num_downsampling):
-            layers += [nn.Conv2d(ch, ch * 2, 3, stride=2, padding=1), nn.InstanceNorm2d(ch * 2), nn.ReLU(True)]
-            ch *= 2
+        layers, ch = resnet_encoder_layers(in_channels, base_channels, num_downsampling)
         layers += [ResnetBlock(ch) for _ in range(num_blocks)]
         for _ in range(num_downsampling):
             layers += [

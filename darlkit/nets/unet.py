@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from darlkit._validation import check_ints
 from darlkit.nets.blocks import Downsample, ResidualAttentionBlock, SinusoidalTimeEmbedding, Upsample, NormActConv
 from darlkit.nets.init import _apply_default_init
 
@@ -78,15 +79,14 @@ class DiffusionUNet(nn.Module):
         init_gain: float = 1.0,
     ) -> None:
         super().__init__()
-        for name, value in (
-            ("in_channels", in_channels),
-            ("out_channels", out_channels),
-            ("base_channels", base_channels),
-            ("num_res_blocks", num_res_blocks),
-            ("image_size", image_size),
-        ):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_ints(
+            1,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            base_channels=base_channels,
+            num_res_blocks=num_res_blocks,
+            image_size=image_size,
+        )
         channel_mults = tuple(channel_mults)
         if not channel_mults or any((not isinstance(m, int)) or m < 1 for m in channel_mults):
             raise ValueError(f"channel_mults must be a non-empty sequence of positive ints, got {channel_mults!r}")
