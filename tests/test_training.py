@@ -33,8 +33,9 @@ def test_paper_defaults():
 def test_tiny_preset_keeps_the_method_and_shrinks_the_nets():
     tiny = TrainConfig.preset("tiny")
     paper = TrainConfig()
-    for same in ("alpha", "beta", "betas", "t_a_max", "num_timesteps", "beta_schedule"):
+    for same in ("beta", "betas", "t_a_max", "num_timesteps", "beta_schedule"):
         assert getattr(tiny, same) == getattr(paper, same)
+    assert tiny.alpha > 0 and tiny.t_b_max is not None and paper.t_b_max is None
     assert tiny.image_size < paper.image_size and tiny.unet_base_channels < paper.unet_base_channels
     assert TrainConfig.preset("tiny", batch_size=2).batch_size == 2
 
