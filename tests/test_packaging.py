@@ -1,0 +1,63 @@
+"""`pip install .` builds a wheel that installs and imports on its own (not from the checkout)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import darlkit
+
+REPO = Path(__file__).resolve().parents[1]
+SUBPACKAGES = ("layers", "diffusion", "losses", "metrics", "nets", "model", "flops", "data", "synthesis",
+               "kernels", "training", "cli")
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--quiet", "--wheel-dir", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (whl,) = out.glob("darlkit-*.whl")
+    return whl
+
+
+@pytest.mark.slow
+def test_wheel_contents_and_metadata(wheel: Path) -> None:
+    assert wheel.name.startswith(f"darlkit-{darlkit.__version__}-")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        for sub in SUBPACKAGES:
+            assert f"darlkit/{sub}/__init__.py" in names, f"wheel lacks darlkit/{sub}"
+        assert not any(n.startswith(("tests/", "benchmarks/", "examples/")) for n in names)
+        meta = zf.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+        entry_points = zf.read(next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
+    requires = {line.split(":", 1)[1].strip().split(";")[0].split(">")[0].split("=")[0].strip().lower()
+                for line in meta.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line}
+    assert requires == {"torch", "numpy", "einops", "pillow", "tqdm"}
+    assert "darlkit = darlkit.cli:main" in entry_points
+
+
+@pytest.mark.slow
+def test_wheel_installs_into_a_fresh_venv_and_imports(wheel: Path, tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    # System site packages provide torch & co. (no downloads); darlkit itself comes from the wheel.
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
+    python = venv / "bin" / "python"
+    proc = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--force-reinstall",
+                           str(wheel)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    code = "import darlkit, sys; print(darlkit.__version__); print(darlkit.__file__)"
+    proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    version, location = proc.stdout.split()
+    assert version == darlkit.__version__
+    assert str(venv) in location, f"imported from {location}, not from the installed wheel"
+    proc = subprocess.run([str(venv / "bin" / "darlkit"), "--version"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and darlkit.__version__ in proc.stdout
