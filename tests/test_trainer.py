@@ -264,3 +264,19 @@ def test_t_b_max_limits_the_b_path_steps():
     assert max(int(t_a.max()) for t_a, _, _ in draws) < 200
     paper = _trainer(micro_config())
     assert max(int(paper._step_draws(s, (4, 1, 32, 32))[1].max()) for s in range(20)) >= 200
+
+
+def test_load_trained_model_uses_ema_weights(tmp_path):
+    from darlkit.training import load_trained_model
+
+    cfg = micro_config(ema_decay=0.5, eval_ema=True)
+    trainer = _trainer(cfg, tmp_path)
+    trainer.fit(RandomTrainSet(4, 32), steps=3)
+    ema_model, _ = load_trained_model(tmp_path / "last.pt")  # eval_ema -> EMA by default
+    raw_model, _ = load_trained_model(tmp_path / "last.pt", use_ema=False)
+    for (k, v), p in zip(ema_model.named_parameters(), trainer.ema.module.parameters()):
+        assert torch.equal(v, p), k
+    for (k, v), p in zip(raw_model.named_parameters(), trainer.model.parameters()):
+        assert torch.equal(v, p), k
+    assert any(not torch.equal(a, b) for a, b in zip(ema_model.parameters(), raw_model.parameters()))
+    assert not ema_model.training
