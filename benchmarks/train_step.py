@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import datetime as _dt
 import json
 import platform
@@ -120,10 +121,9 @@ def main() -> None:
     size = args.size or TrainConfig.preset(args.preset).image_size
     variants = list(args.variants) + (["compile"] if args.with_compile and "compile" not in args.variants else [])
     try:
-        import torch._dynamo
-
-        torch._dynamo.config.recompile_limit = 64
-        torch._dynamo.config.accumulated_recompile_limit = 4096
+        dynamo_config = importlib.import_module("torch._dynamo").config
+        dynamo_config.recompile_limit = 64
+        dynamo_config.accumulated_recompile_limit = 4096
     except (ImportError, AttributeError):  # pragma: no cover
         pass
     results = []
@@ -136,7 +136,7 @@ def main() -> None:
     report = {
         "benchmark": "train_step",
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "device": platform.processor() or platform.machine(),
+        "device": _cpu_name(),
         "cpu_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "preset": args.preset,
@@ -158,6 +158,17 @@ def main() -> None:
         stem = f"train_step_cpu_{_dt.date.today().isoformat()}"
         (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
         (out / f"{stem}.md").write_text(md + "\n")
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _markdown(report: dict) -> str:
