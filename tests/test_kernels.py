@@ -314,3 +314,25 @@ def test_auto_uses_eager_under_a_dispatch_mode() -> None:
     x = torch.randn(1, 1, side, side)
     with FlopCounterMode(display=False):
         assert resolve_backend("auto", x, x, x) == "eager"
+
+
+@pytest.mark.slow
+def test_compile_backend_survives_the_recompile_limit() -> None:
+    """More variants than dynamo's recompile limit must not fail (they run uncompiled, correctly)."""
+    import torch._dynamo
+
+    from darlkit.kernels import compile_available, instance_norm_act, instance_norm_act_reference
+
+    if not compile_available():
+        pytest.skip("torch.compile does not work here")
+    torch._dynamo.reset()
+    with torch._dynamo.config.patch(recompile_limit=2):
+        for channels, slope, channels_last in [(3, None, False), (5, 0.2, True), (7, 0.1, False), (4, 0.2, True)]:
+            x = torch.randn(2, channels, 6, 5)
+            if channels_last:
+                x = x.to(memory_format=torch.channels_last)
+            w, b = torch.randn(channels), torch.randn(channels)
+            got = instance_norm_act(x, w, b, negative_slope=slope, backend="compile")
+            want = instance_norm_act_reference(x, w, b, negative_slope=slope)
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    torch._dynamo.reset()

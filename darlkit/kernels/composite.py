@@ -9,8 +9,11 @@ the minimum number of times once Inductor fuses the pointwise work into the two 
 The forward and backward bodies are plain functions (``_spade_fwd`` ...) so that they can run
 uncompiled too (float64 ``gradcheck`` of the hand-written backward, and the fallback when
 ``torch.compile`` is unavailable). Compiled versions are created once per process and cached at
-module level; ``torch.compile`` itself recompiles for new dtypes/shapes (``dynamic=None``: the
-second distinct shape compiles a shape-generic kernel).
+module level. They are compiled with ``dynamic=True`` (one shape-generic kernel serves every
+(N, C, H, W), so a network's many norm shapes do not each cost a compile) and without
+``fullgraph``: dtypes, memory formats and the activation still specialise, and should a body ever
+exceed dynamo's recompile limit, the remaining variants run the same body uncompiled (correct,
+just slower) instead of failing.
 """
 
 from __future__ import annotations
@@ -146,7 +149,7 @@ def _get(name: str, compiled: bool) -> Callable:
         with _LOCK:
             fn = _COMPILED.get(name)
             if fn is None:
-                fn = torch.compile(_BODIES[name], dynamic=None, fullgraph=True)
+                fn = torch.compile(_BODIES[name], dynamic=True)
                 _COMPILED[name] = fn
     return fn
 
