@@ -63,7 +63,7 @@ CASES = {
     "train-bad-ema": (lambda e: ["train", "--data", str(e["data"]), "--ema", "2"], "ema_decay must be in (0, 1)"),
     "segment-missing-image": (lambda e: ["segment", str(e["root"] / "no.png"), "--checkpoint", str(e["ckpt"]), "--out", "o"], "image not found"),
     "segment-non-png": (lambda e: ["segment", str(e["jpg"]), "--checkpoint", str(e["ckpt"]), "--out", "o"], "expected a .png image"),
-    "segment-fake-png": (lambda e: ["segment", str(e["fake_png"]), "--checkpoint", str(e["ckpt"]), "--out", str(e["root"] / "o")], "is not a PNG image"),
+    "segment-fake-png": (lambda e: ["segment", str(e["fake_png"]), "--checkpoint", str(e["ckpt"]), "--out", str(e["root"] / "o")], "cannot decode PNG"),
     "segment-empty-folder": (lambda e: ["segment", str(e["empty"]), "--checkpoint", str(e["ckpt"]), "--out", "o"], "contains no .png images"),
     "segment-missing-ckpt": (lambda e: ["segment", str(e["odd"]), "--checkpoint", str(e["root"] / "none.pt"), "--out", "o"], "file not found"),
     "segment-junk-ckpt": (lambda e: ["segment", str(e["odd"]), "--checkpoint", str(e["junk"]), "--out", "o"], "not a readable PyTorch file"),

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -73,36 +72,26 @@ def load_trained_model(
 
 
 def read_png(path: str | os.PathLike[str]) -> torch.Tensor:
-    """Read a grayscale PNG as an image in [-1, 1].
+    """Read a grayscale PNG as a batch of one image in [-1, 1].
+
+    Decoding and its checks are those of ``darlkit.data.read_grayscale_png`` (8-bit grayscale;
+    colour is converted with a warning; 16-bit, float and non-PNG files are refused), so the
+    CLI reads images exactly as the dataset does.
 
     Args:
-        path: A ``.png`` file (8- or 16-bit; colour images are converted to grayscale).
+        path: A ``.png`` file.
 
     Returns:
-        Tensor of shape (1, 1, H, W), float32, in [-1, 1] (``v / 127.5 - 1`` for 8-bit).
+        Tensor of shape (1, 1, H, W), float32, in [-1, 1] (``v / 127.5 - 1``).
 
     Raises:
         FileNotFoundError: If the file does not exist.
-        ValueError: If the file is not a PNG image.
+        ValueError: If the file is not a readable 8-bit (or colour) PNG image.
     """
-    from PIL import Image, UnidentifiedImageError
+    from darlkit.data import read_grayscale_png, to_unit_range
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
-    try:
-        with Image.open(path) as img:
-            if img.format != "PNG":
-                raise ValueError(f"{path} is not a PNG image (found {img.format or 'unknown'} data)")
-            if img.mode in ("I;16", "I;16B", "I"):
-                arr = torch.from_numpy(np.asarray(img, dtype="float32"))
-                peak = 65535.0
-            else:
-                arr = torch.from_numpy(np.asarray(img.convert("L"), dtype="float32"))
-                peak = 255.0
-    except UnidentifiedImageError:
-        raise ValueError(f"{path} is not a PNG image (unreadable)") from None
-    return (arr / (peak / 2.0) - 1.0).reshape(1, 1, *arr.shape)
+    pixels = read_grayscale_png(path)
+    return to_unit_range(pixels).reshape(1, 1, *pixels.shape)
 
 
 def write_png(image: torch.Tensor, path: str | os.PathLike[str], *, lo: float = -1.0, hi: float = 1.0) -> Path:
