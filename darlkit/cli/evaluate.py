@@ -13,32 +13,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from darlkit.cli import CLIError
+from darlkit.cli import CLIError, argtypes
 
 __all__ = ["add_parser", "run", "evaluate_checkpoint", "format_tables"]
 
 _SHOWN = ("iou", "dice", "precision")
 _NAMES = {"iou": "IoU", "dice": "Dice", "precision": "Precision"}
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
-    return value
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -57,11 +37,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--data", type=Path, required=True, help="XCAD-layout folder with test/images and test/masks")
     p.add_argument("--checkpoint", type=Path, required=True, help="last.pt / best.pt of a training run")
-    p.add_argument("--noise-sigma", type=_non_negative_float, nargs="+", default=None, metavar="SIGMA",
+    p.add_argument("--noise-sigma", type=argtypes.non_negative_float, nargs="+", default=None, metavar="SIGMA",
                    help="also evaluate with Gaussian noise of these sigmas (0-255 scale), e.g. 10 25 50")
-    p.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the noise (default 0)")
-    p.add_argument("--t", type=_non_negative_int, default=0, help="diffusion step for segmentation (default 0)")
-    p.add_argument("--threshold", type=float, default=0.0, help="vessel where output > threshold (default 0)")
+    p.add_argument("--seed", type=argtypes.non_negative_int, default=0, help="seed of the noise (default 0)")
+    p.add_argument("--t", type=argtypes.non_negative_int, default=0, help="diffusion step for segmentation (default 0)")
+    p.add_argument("--threshold", type=argtypes.threshold, default=0.0, help="vessel where output > threshold (default 0)")
     p.add_argument("--max-images", type=int, default=None, help="evaluate at most this many images")
     p.add_argument("--ema", action="store_true", help="use the checkpoint's EMA weights")
     p.add_argument("--device", default="cpu", help="device (default cpu)")

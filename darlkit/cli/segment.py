@@ -13,29 +13,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from darlkit.cli import CLIError
+from darlkit.cli import CLIError, argtypes
 
 __all__ = ["add_parser", "run", "segment_files"]
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
-    return value
-
-
-def _threshold(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [-1, 1], got {text!r}") from None
-    if not -1.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [-1, 1], got {text}")
-    return value
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -55,8 +35,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="grayscale PNG images (or folders of them)")
     p.add_argument("--checkpoint", type=Path, required=True, help="last.pt / best.pt of a training run")
     p.add_argument("--out", type=Path, required=True, help="output folder for the masks")
-    p.add_argument("--t", type=_non_negative_int, default=0, help="diffusion step for segmentation (default 0)")
-    p.add_argument("--threshold", type=_threshold, default=0.0, help="vessel where output > threshold (default 0)")
+    p.add_argument("--t", type=argtypes.non_negative_int, default=0, help="diffusion step for segmentation (default 0)")
+    p.add_argument("--threshold", type=argtypes.threshold, default=0.0, help="vessel where output > threshold (default 0)")
     p.add_argument("--polyphase", choices=("auto", "on", "off"), default="auto",
                    help="segment as 4 polyphase sub-images (auto: when the side is twice the training crop)")
     p.add_argument("--soft", action="store_true", help="write the [-1, 1] output as grey levels, not a binary mask")

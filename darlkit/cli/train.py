@@ -19,39 +19,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from darlkit.cli import CLIError
+from darlkit.cli import CLIError, argtypes
 
 __all__ = ["add_parser", "run", "add_training_arguments", "build_config", "train_from_args"]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text}")
-    return value
 
 
 def add_training_arguments(p: argparse.ArgumentParser) -> None:
@@ -60,21 +30,21 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     from darlkit.training import AMP_MODES, PRESETS
 
     p.add_argument("--preset", choices=PRESETS, default=None, help="configuration preset (default: paper; quickstart: tiny)")
-    p.add_argument("--steps", type=_non_negative_int, default=None, help="total training iterations")
-    p.add_argument("--batch-size", type=_positive_int, default=None, help="images per step and process")
-    p.add_argument("--lr", type=_positive_float, default=None, help="learning rate of all optimisers")
-    p.add_argument("--image-size", type=_positive_int, default=None, help="training crop side")
-    p.add_argument("--val-every", type=_non_negative_int, default=None, help="validate every N steps (0: at the end)")
-    p.add_argument("--seed", type=_non_negative_int, default=None, help="seed of init, data order and draws")
+    p.add_argument("--steps", type=argtypes.non_negative_int, default=None, help="total training iterations")
+    p.add_argument("--batch-size", type=argtypes.positive_int, default=None, help="images per step and process")
+    p.add_argument("--lr", type=argtypes.positive_float, default=None, help="learning rate of all optimisers")
+    p.add_argument("--image-size", type=argtypes.positive_int, default=None, help="training crop side")
+    p.add_argument("--val-every", type=argtypes.non_negative_int, default=None, help="validate every N steps (0: at the end)")
+    p.add_argument("--seed", type=argtypes.non_negative_int, default=None, help="seed of init, data order and draws")
     p.add_argument("--amp", choices=AMP_MODES, default=None, help="mixed precision (bf16 autocast; fp16 on CUDA)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     p.add_argument("--backend", choices=BACKENDS, default=None, help="kernel backend of the norm layers")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks")
     p.add_argument("--ema", type=float, default=None, metavar="DECAY", help="keep an EMA of the weights and evaluate with it")
-    p.add_argument("--grad-clip", type=_positive_float, default=None, help="clip gradient norms to this value")
-    p.add_argument("--workers", type=_non_negative_int, default=None, help="DataLoader workers")
-    p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
+    p.add_argument("--grad-clip", type=argtypes.positive_float, default=None, help="clip gradient norms to this value")
+    p.add_argument("--workers", type=argtypes.non_negative_int, default=None, help="DataLoader workers")
+    p.add_argument("--threads", type=argtypes.positive_int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -98,9 +68,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("runs/darl"), help="run folder (checkpoints, logs, figure)")
     p.add_argument("--resume", nargs="?", const=True, default=None, metavar="CKPT",
                    help="continue from CKPT (default: OUT/last.pt)")
-    p.add_argument("--synthetic-train", type=_positive_int, default=64, help="synthetic training images")
-    p.add_argument("--synthetic-test", type=_positive_int, default=16, help="synthetic test images")
-    p.add_argument("--synthetic-size", type=_positive_int, default=None,
+    p.add_argument("--synthetic-train", type=argtypes.positive_int, default=64, help="synthetic training images")
+    p.add_argument("--synthetic-test", type=argtypes.positive_int, default=16, help="synthetic test images")
+    p.add_argument("--synthetic-size", type=argtypes.positive_int, default=None,
                    help="synthetic image side (default: twice the crop side)")
     add_training_arguments(p)
     p.set_defaults(run=run)
