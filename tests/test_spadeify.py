@@ -1,4 +1,4 @@
-"""Tests of darlkit.layers.spadeify / SpadeifiedModel."""
+"""Tests of darlkit.layers.spadeify (module darlkit.layers.conversion) / SpadeifiedModel."""
 
 from __future__ import annotations
 

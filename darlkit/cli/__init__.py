@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 __all__ = ["main", "build_parser", "CLIError"]
 
-#: Sub-command modules of :mod:`darlkit.cli`, in the order ``darlkit --help`` lists them.
 COMMANDS: tuple[str, ...] = ("quickstart", "train", "segment", "evaluate", "flops", "synth")
+"""Sub-command modules of :mod:`darlkit.cli`, in the order ``darlkit --help`` lists them."""
 
 
 class CLIError(Exception):

@@ -22,11 +22,11 @@ from darlkit.cli.train import add_training_arguments
 
 __all__ = ["add_parser", "run", "QUICKSTART_DEFAULTS"]
 
-#: Dataset and schedule of the full quickstart (and of ``--smoke``).
 QUICKSTART_DEFAULTS: dict[str, dict[str, int]] = {
     "full": {"n_train": 256, "n_test": 16, "size": 128, "steps": 1000},
     "smoke": {"n_train": 8, "n_test": 2, "size": 64, "steps": 2},
 }
+"""Dataset and schedule of the full quickstart (and of ``--smoke``)."""
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

@@ -26,11 +26,11 @@ from darlkit.kernels.reference import instance_norm_act_reference, spade_norm_re
 
 __all__ = ["BACKENDS", "AUTO_COMPILE_MIN_NUMEL", "resolve_backend", "spade_norm", "instance_norm_act"]
 
-#: Accepted values of every ``backend`` argument.
 BACKENDS: tuple[str, ...] = ("auto", "eager", "compile", "triton")
+"""Accepted values of every ``backend`` argument."""
 
-#: ``"auto"`` uses the compiled CPU path only for inputs with at least this many elements.
 AUTO_COMPILE_MIN_NUMEL: int = 1 << 16
+"""``"auto"`` uses the compiled CPU path only for inputs with at least this many elements."""
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 

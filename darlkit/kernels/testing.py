@@ -14,13 +14,13 @@ from darlkit.kernels.reference import instance_norm_act_reference, spade_norm_re
 
 __all__ = ["TOL", "assert_close", "make_spade", "dx_scale", "reference_grads", "check_spade", "check_inorm"]
 
-#: Per-dtype ``(rtol, atol)``; ``atol`` is a fraction of the reference's largest magnitude.
 TOL = {  # (rtol, atol as a fraction of the reference's max magnitude)
     torch.float64: (1e-9, 1e-9),
     torch.float32: (1e-4, 2e-5),
     torch.bfloat16: (2e-2, 1e-2),
     torch.float16: (4e-3, 2e-3),
 }
+"""Per-dtype ``(rtol, atol)``; ``atol`` is a fraction of the reference's largest magnitude."""
 
 
 def assert_close(

@@ -64,8 +64,8 @@ __all__ = [
     "TritonInstanceNormActFunction",
 ]
 
-#: Input dtypes the Triton kernels accept.
 TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+"""Input dtypes the Triton kernels accept."""
 
 
 def _interpret_requested() -> bool:
@@ -320,8 +320,8 @@ def _flat_strides(t: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
     return t, (sn, sc, sw)
 
 
-#: Elements per [BLOCK_C, BLOCK_P] tile on CUDA and in the (slow, CPU) interpreter.
 _CUDA_TILE = 2048
+"""Elements per [BLOCK_C, BLOCK_P] tile on CUDA and in the (slow, CPU) interpreter."""
 _INTERPRET_TILE = 256
 
 

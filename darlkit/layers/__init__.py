@@ -12,7 +12,7 @@ from darlkit.layers.registry import create_layer, list_layers, register_layer
 from darlkit.layers.resblock import SPADEResBlock
 from darlkit.layers.segmap import is_label_map, prepare_segmap
 from darlkit.layers.spade import ACTIVATIONS, PARAM_FREE_NORMS, SwitchableSPADE, default_num_groups
-from darlkit.layers.spadeify import NORM_TYPES, SpadeifiedModel, spadeify
+from darlkit.layers.conversion import NORM_TYPES, SpadeifiedModel, spadeify
 
 register_layer("switchable_spade", "sspade", "s_spade")(SwitchableSPADE)
 register_layer("spade_resblock", "spade_res_block")(SPADEResBlock)

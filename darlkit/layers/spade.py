@@ -20,10 +20,10 @@ from darlkit.layers.segmap import prepare_segmap
 
 __all__ = ["SwitchableSPADE", "PARAM_FREE_NORMS", "ACTIVATIONS", "default_num_groups"]
 
-#: Accepted values of `param_free_norm`.
 PARAM_FREE_NORMS: tuple[str, ...] = ("instance", "batch", "group")
-#: Accepted values of `activation` (besides `None`).
+"""Accepted values of `param_free_norm`."""
 ACTIVATIONS: tuple[str, ...] = ("leaky_relu",)
+"""Accepted values of `activation` (besides `None`)."""
 
 
 def default_num_groups(num_features: int, max_groups: int = 32) -> int:

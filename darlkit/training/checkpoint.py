@@ -28,8 +28,8 @@ __all__ = [
     "set_rng_state",
 ]
 
-#: Value of the ``"format"`` key of every checkpoint darlkit writes.
 CHECKPOINT_FORMAT = "darlkit-train-v1"
+"""Value of the ``"format"`` key of every checkpoint darlkit writes."""
 
 
 def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike[str]) -> Path:

@@ -8,11 +8,11 @@ from typing import Any
 
 __all__ = ["TrainConfig", "PRESETS", "AMP_MODES"]
 
-#: Accepted values of ``TrainConfig.amp``.
 AMP_MODES: tuple[str, ...] = ("none", "bf16", "fp16")
+"""Accepted values of ``TrainConfig.amp``."""
 
-#: Names accepted by ``TrainConfig.preset``.
 PRESETS: tuple[str, ...] = ("paper", "tiny")
+"""Names accepted by ``TrainConfig.preset``."""
 
 
 @dataclass

@@ -23,12 +23,12 @@ from darlkit.layers.spade import SwitchableSPADE
 
 __all__ = ["spadeify", "SpadeifiedModel", "NORM_TYPES"]
 
-#: Accepted entries of `spadeify(norm_types=...)`, with the module class each one replaces.
 NORM_TYPES: dict[str, type[nn.Module]] = {
     "instance": nn.InstanceNorm2d,
     "batch": nn.BatchNorm2d,
     "group": nn.GroupNorm,
 }
+"""Accepted entries of `spadeify(norm_types=...)`, with the module class each one replaces."""
 
 
 class _SegmapSlot:
