@@ -9,11 +9,12 @@ the minimum number of times once Inductor fuses the pointwise work into the two 
 The forward and backward bodies are plain functions (``_spade_fwd`` ...) so that they can run
 uncompiled too (float64 ``gradcheck`` of the hand-written backward, and the fallback when
 ``torch.compile`` is unavailable). Compiled versions are created once per process and cached at
-module level. They are compiled with ``dynamic=True`` (one shape-generic kernel serves every
-(N, C, H, W), so a network's many norm shapes do not each cost a compile) and without
-``fullgraph``: dtypes, memory formats and the activation still specialise, and should a body ever
-exceed dynamo's recompile limit, the remaining variants run the same body uncompiled (correct,
-just slower) instead of failing.
+module level. They are compiled with ``dynamic=True`` on detached inputs (one shape-generic
+kernel serves every (N, C, H, W), in training and evaluation, so a network's many norm shapes do
+not each cost a compile), through one entry point per activation case, and without
+``fullgraph``: dtypes and memory formats still specialise, and should a body ever exceed
+dynamo's recompile limit, the remaining variants run the same body uncompiled (correct, just
+slower) instead of failing.
 """
 
 from __future__ import annotations
@@ -136,21 +137,83 @@ _BODIES: dict[str, Callable] = {
     "inorm_fwd": _inorm_fwd,
     "inorm_bwd": _inorm_bwd,
 }
-_COMPILED: dict[str, Callable] = {}
+
+
+# torch.compile caches compiled variants per code object, under one recompile limit. The bodies
+# specialise on whether an activation is fused (``slope`` None or a float, ``y`` None or saved),
+# so each body is compiled through two entry points of its own, one per case: the variants of a
+# training run (dtypes, memory formats, grad modes) then stay well under the limit.
+def _spade_fwd_act(x, gamma, beta, eps, slope):
+    return _spade_fwd(x, gamma, beta, eps, slope)
+
+
+def _spade_fwd_plain(x, gamma, beta, eps, slope):
+    return _spade_fwd(x, gamma, beta, eps, None)
+
+
+def _spade_bwd_act(dy, x, gamma, y, mean, rstd, slope):
+    return _spade_bwd(dy, x, gamma, y, mean, rstd, slope)
+
+
+def _spade_bwd_plain(dy, x, gamma, y, mean, rstd, slope):
+    return _spade_bwd(dy, x, gamma, None, mean, rstd, None)
+
+
+def _inorm_fwd_act(x, weight, bias, eps, slope):
+    return _inorm_fwd(x, weight, bias, eps, slope)
+
+
+def _inorm_fwd_plain(x, weight, bias, eps, slope):
+    return _inorm_fwd(x, weight, bias, eps, None)
+
+
+def _inorm_bwd_act(dy, x, weight, y, mean, rstd, slope):
+    return _inorm_bwd(dy, x, weight, y, mean, rstd, slope)
+
+
+def _inorm_bwd_plain(dy, x, weight, y, mean, rstd, slope):
+    return _inorm_bwd(dy, x, weight, None, mean, rstd, None)
+
+
+_ENTRY_POINTS: dict[tuple[str, bool], Callable] = {
+    ("spade_fwd", True): _spade_fwd_act,
+    ("spade_fwd", False): _spade_fwd_plain,
+    ("spade_bwd", True): _spade_bwd_act,
+    ("spade_bwd", False): _spade_bwd_plain,
+    ("inorm_fwd", True): _inorm_fwd_act,
+    ("inorm_fwd", False): _inorm_fwd_plain,
+    ("inorm_bwd", True): _inorm_bwd_act,
+    ("inorm_bwd", False): _inorm_bwd_plain,
+}
+_COMPILED: dict[tuple[str, bool], Callable] = {}
 _LOCK = threading.Lock()
 _PROBE: dict[str, bool] = {}
 
 
-def _get(name: str, compiled: bool) -> Callable:
+def _plain_args(compiled: bool, *tensors: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+    """Detach the inputs of a compiled body (its gradients are the hand-written backward's).
+
+    Dynamo treats ``nn.Parameter`` shapes as static and guards on ``requires_grad``; plain
+    detached tensors keep one shape-generic graph for every channel count, in training and
+    evaluation alike.
+    """
+    if not compiled:
+        return tensors
+    return tuple(None if t is None else t.detach() for t in tensors)
+
+
+def _get(name: str, compiled: bool, act: bool) -> Callable:
+    """The body ``name`` (plain), or its compiled entry point for ``act`` (activation fused or not)."""
     if not compiled:
         return _BODIES[name]
-    fn = _COMPILED.get(name)
+    key = (name, act)
+    fn = _COMPILED.get(key)
     if fn is None:
         with _LOCK:
-            fn = _COMPILED.get(name)
+            fn = _COMPILED.get(key)
             if fn is None:
-                fn = torch.compile(_BODIES[name], dynamic=True)
-                _COMPILED[name] = fn
+                fn = torch.compile(_ENTRY_POINTS[key], dynamic=True)
+                _COMPILED[key] = fn
     return fn
 
 
@@ -195,7 +258,8 @@ class SPADENormFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, gamma, beta, eps, negative_slope, compiled):  # type: ignore[override]
-        y, mean, rstd = _get("spade_fwd", compiled)(x, gamma, beta, eps, negative_slope)
+        fwd = _get("spade_fwd", compiled, negative_slope is not None)
+        y, mean, rstd = fwd(*_plain_args(compiled, x, gamma, beta), eps, negative_slope)
         ctx.save_for_backward(x, gamma, mean, rstd, y if negative_slope is not None else None)
         ctx.negative_slope = negative_slope
         ctx.compiled = compiled
@@ -204,9 +268,8 @@ class SPADENormFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy):  # type: ignore[override]
         x, gamma, mean, rstd, y = ctx.saved_tensors
-        dx, dgamma, dbeta = _get("spade_bwd", ctx.compiled)(
-            dy, x, gamma, y, mean, rstd, ctx.negative_slope
-        )
+        bwd = _get("spade_bwd", ctx.compiled, ctx.negative_slope is not None)
+        dx, dgamma, dbeta = bwd(*_plain_args(ctx.compiled, dy, x, gamma, y, mean, rstd), ctx.negative_slope)
         need = ctx.needs_input_grad
         return (
             dx if need[0] else None,
@@ -227,7 +290,8 @@ class InstanceNormActFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, eps, negative_slope, compiled):  # type: ignore[override]
-        y, mean, rstd = _get("inorm_fwd", compiled)(x, weight, bias, eps, negative_slope)
+        fwd = _get("inorm_fwd", compiled, negative_slope is not None)
+        y, mean, rstd = fwd(*_plain_args(compiled, x, weight, bias), eps, negative_slope)
         ctx.save_for_backward(x, weight, mean, rstd, y if negative_slope is not None else None)
         ctx.negative_slope = negative_slope
         ctx.compiled = compiled
@@ -237,9 +301,8 @@ class InstanceNormActFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy):  # type: ignore[override]
         x, weight, mean, rstd, y = ctx.saved_tensors
-        dx, dw, db = _get("inorm_bwd", ctx.compiled)(
-            dy, x, weight, y, mean, rstd, ctx.negative_slope
-        )
+        bwd = _get("inorm_bwd", ctx.compiled, ctx.negative_slope is not None)
+        dx, dw, db = bwd(*_plain_args(ctx.compiled, dy, x, weight, y, mean, rstd), ctx.negative_slope)
         need = ctx.needs_input_grad
         return (
             dx if need[0] else None,
