@@ -31,7 +31,6 @@ import argparse
 import datetime as _dt
 import json
 import os
-import platform
 import re
 import statistics
 import sys
@@ -40,6 +39,7 @@ from pathlib import Path
 
 import torch
 
+from darlkit._platform import device_name
 from darlkit.kernels import instance_norm_act, spade_norm
 from darlkit.kernels.composite import compile_available
 
@@ -54,21 +54,6 @@ def parse_shape(text: str) -> tuple[int, int, int, int]:
     if len(parts) != 4 or min(parts) <= 0:
         raise argparse.ArgumentTypeError(f"shape must be NxCxHxW with positive sizes, got {text!r}")
     return tuple(parts)  # type: ignore[return-value]
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    name = platform.processor() or "cpu"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return name
 
 
 def slug(text: str) -> str:

@@ -33,7 +33,6 @@ import argparse
 import contextlib
 import datetime as _dt
 import json
-import platform
 import statistics
 import sys
 import time
@@ -41,6 +40,7 @@ from pathlib import Path
 
 import torch
 
+from darlkit._platform import device_name
 from darlkit.polyphase import polyphase_merge, polyphase_split
 from darlkit.training import DARLTrainer, TrainConfig, build_networks
 
@@ -129,7 +129,7 @@ def main() -> None:
     report = {
         "benchmark": "train_step",
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "device": _cpu_name(),
+        "device": device_name(),
         "cpu_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "preset": args.preset,
@@ -151,17 +151,6 @@ def main() -> None:
         stem = f"train_step_cpu_{_dt.date.today().isoformat()}"
         (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
         (out / f"{stem}.md").write_text(md + "\n")
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _markdown(report: dict) -> str:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,6 +30,7 @@ from datetime import datetime, timezone
 
 import torch
 
+from darlkit._platform import device_name
 from darlkit.flops.counter import CONVENTIONS, count_macs
 
 __all__ = [
@@ -249,20 +249,9 @@ def format_table12(tables: Sequence[Table12]) -> str:
     return "\n".join(out)
 
 
-def _device_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _to_json(tables: Sequence[Table12]) -> dict:
     return {
-        "device": _device_name() + " (counts do not depend on the device)",
+        "device": device_name() + " (counts do not depend on the device)",
         "torch": torch.__version__,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "tables": [asdict(t) for t in tables],
