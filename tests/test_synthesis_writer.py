@@ -93,10 +93,56 @@ def test_bad_arguments(tmp_path):
         ({"n_train": 0, "n_test": 0}, "nothing"),
         ({"test_style": "x"}, "test_style"),
         ({"seed": 1.0}, "seed"),
+        ({"crop": 31}, "crop"),
+        ({"crop": 34}, "crop"),
+        ({"crop": 16}, "crop"),
+        ({"crop": 64.0}, "crop"),
     ]:
         with pytest.raises(ValueError, match=match):
             write_synthetic_xcad(tmp_path / "bad", **{"n_train": 1, "n_test": 1, "size": 32, "progress": False, **kwargs})
     assert not (tmp_path / "bad").exists()
+
+
+def test_crop_windows_of_the_full_render(tmp_path):
+    full = write_synthetic_xcad(tmp_path / "full", n_train=3, n_test=2, size=128, seed=3, progress=False, train_style="tree")
+    crop = write_synthetic_xcad(tmp_path / "crop", n_train=3, n_test=2, size=128, seed=3, progress=False, train_style="tree", crop=64)
+    base = as_seed_sequence(3)
+    for k, folder in enumerate(("train/trainA", "train/trainB", "train/trainC", "test/masks")):
+        big, small = _load(full, folder), _load(crop, folder)
+        assert small.shape == (len(big), 64, 64)
+        for i, (b, s) in enumerate(zip(big, small)):
+            # every crop is a window of the same-seed full-size image
+            vessel = None
+            if folder == "train/trainA":
+                vessel = b == 255
+            elif folder == "test/masks":
+                vessel = b > 127
+            elif folder == "train/trainB":
+                vessel = (FractalVesselSynthesizer(128, "tree", seed=child_sequence(base, writer_mod._TRAIN_B_MASKS))[i][0] >= 0.5).numpy()
+            r, c = writer_mod.crop_window(128, 64, child_sequence(base, writer_mod._CROP, k, i), vessel)
+            assert np.array_equal(s, b[r : r + 64, c : c + 64]), (folder, i)
+            if vessel is not None and vessel.mean() > 0.05:
+                assert vessel[r : r + 64, c : c + 64].mean() >= writer_mod.CROP_MIN_VESSEL_FRACTION
+    # a test image and its mask share the window
+    img_full, img_crop = _load(full, "test/images"), _load(crop, "test/images")
+    m_full, m_crop = _load(full, "test/masks"), _load(crop, "test/masks")
+    for i in range(2):
+        r, c = writer_mod.crop_window(128, 64, child_sequence(base, writer_mod._CROP, 3, i), m_full[i] > 127)
+        assert np.array_equal(img_crop[i], img_full[i][r : r + 64, c : c + 64])
+        assert np.array_equal(m_crop[i], m_full[i][r : r + 64, c : c + 64])
+
+
+def test_crop_window_rules():
+    seed = as_seed_sequence(0)
+    vessel = np.zeros((100, 100), bool)
+    vessel[70:, 70:] = True  # only the bottom-right corner has vessels
+    r, c = writer_mod.crop_window(100, 40, seed, vessel)
+    assert vessel[r : r + 40, c : c + 40].mean() >= writer_mod.CROP_MIN_VESSEL_FRACTION
+    # impossible fraction: the window with the most vessel pixels among the tries
+    r2, c2 = writer_mod.crop_window(100, 40, seed, vessel, min_fraction=1.0)
+    assert vessel[r2 : r2 + 40, c2 : c2 + 40].any()
+    assert writer_mod.crop_window(100, 100, seed) == (0, 0)
+    assert writer_mod.crop_window(100, 40, seed) == writer_mod.crop_window(100, 40, seed)
 
 
 @pytest.mark.slow

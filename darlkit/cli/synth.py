@@ -31,6 +31,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--n-train", type=int, default=1621, help="images per training folder (default: 1621, as XCAD)")
     p.add_argument("--n-test", type=int, default=134, help="test images (default: 134, as XCAD)")
     p.add_argument("--size", type=int, default=512, help="image side, even and >= 32 (default: 512)")
+    p.add_argument("--crop", type=int, default=None,
+                   help="render at --size but save a CROP x CROP window of each image (vessels keep their width)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--overwrite", action="store_true", help="replace the PNGs of an existing XCAD-layout folder")
     p.add_argument("--train-style", choices=STYLES, default="ssvs", help="trainA mask style (default: ssvs, the released fractals)")
@@ -65,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
         train_style=args.train_style,
         angiogram_style=args.angiogram_style,
         workers=args.workers,
+        crop=args.crop,
     )
-    print(f"wrote {args.n_train} x 3 training and {args.n_test} x 2 test PNGs ({args.size}x{args.size}) to {root}")
+    side = args.crop or args.size
+    print(f"wrote {args.n_train} x 3 training and {args.n_test} x 2 test PNGs ({side}x{side}) to {root}")
     return 0
