@@ -44,6 +44,18 @@ def test_train_synthetic(tmp_path):
     assert main([*argv, *TINY]) == 0
     assert (out / "data" / "train" / "trainA").is_dir() and load_checkpoint(out / "last.pt")["step"] == 1
     assert len(list((out / "data" / "test" / "images").glob("*.png"))) == 1
+    # rendered at 512 (XCAD's vessel widths) and saved as windows of twice the crop side
+    from darlkit.data import read_grayscale_png
+
+    side = 2 * load_checkpoint(out / "last.pt")["config"]["image_size"]
+    assert read_grayscale_png(next((out / "data" / "train" / "trainB").glob("*.png"))).shape == (side, side)
+
+
+def test_train_synthetic_render_size_must_cover_the_image(tmp_path, capsys):
+    argv = ["train", "--synthetic", "--synthetic-size", "64", "--synthetic-render-size", "32", "--steps", "1",
+            "--out", str(tmp_path / "bad")]
+    assert main([*argv, *TINY]) == 2
+    assert "--synthetic-render-size" in capsys.readouterr().err
 
 
 def test_python_m_darlkit_lists_the_commands():

@@ -72,6 +72,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--synthetic-test", type=argtypes.positive_int, default=16, help="synthetic test images")
     p.add_argument("--synthetic-size", type=argtypes.positive_int, default=None,
                    help="synthetic image side (default: twice the crop side)")
+    p.add_argument("--synthetic-render-size", type=argtypes.positive_int, default=None,
+                   help="render synthetic images at this side and keep a --synthetic-size window, so vessels "
+                        "keep XCAD's width in pixels (default: 512, or the image side if larger)")
     add_training_arguments(p)
     p.set_defaults(run=run)
     return p
@@ -229,10 +232,14 @@ def run(args: argparse.Namespace) -> int:
         from darlkit.training import TrainConfig
 
         size = args.synthetic_size or 2 * (args.image_size or TrainConfig.preset(args.preset or "paper").image_size)
+        render = args.synthetic_render_size or max(size, 512)
+        if render < size:
+            raise CLIError(f"--synthetic-render-size must be >= the image side {size}, got {render}")
         data_root = args.out / "data"
         if not (data_root / "train" / "trainA").is_dir():
-            write_synthetic_xcad(data_root, n_train=args.synthetic_train, n_test=args.synthetic_test, size=size,
-                                 seed=args.seed or 0, progress=not args.no_progress)
+            write_synthetic_xcad(data_root, n_train=args.synthetic_train, n_test=args.synthetic_test, size=render,
+                                 crop=None if render == size else size, seed=args.seed or 0,
+                                 progress=not args.no_progress)
     result = train_from_args(args, data_root=data_root)
     if result["trainer"].is_main:
         summary = {k: result[k] for k in ("step", "best_dice", "best_step", "last_checkpoint", "best_checkpoint", "figure")}

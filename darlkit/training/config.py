@@ -195,12 +195,16 @@ class TrainConfig:
         128x128 images, as the paper halves 512 to 256), batch 4, Adam lr 2e-4 for all networks,
         a 4-level U-Net of base width 16 (multipliers 1, 2, 2, 4; one residual block per level;
         attention at 8x8; GroupNorm(8)), a generator of base width 16 with a 32-channel S-SPADE
-        branch, discriminators of base width 16, a 16-image pool, validation every 100 steps and
-        the eager norm backend (faster than the compiled one at these sizes on a CPU). Two
-        weights of the method differ, chosen from short CPU runs (see the training notes): the
-        adversarial weight alpha is 1.0 (0.2 in the paper; with 0.2 the segmentation collapsed
-        to empty masks within a few hundred steps) and ``t_b`` is drawn below 300 (all 2000 steps
-        in the paper) so the B path sees less noise early on. Every loss term (L_diff,
+        branch, discriminators of base width 32 (half the paper's; with 16 the angiogram
+        discriminator let G draw bright instead of dark vessels for thousands of steps), a
+        16-image pool, validation every 100 steps and the eager norm backend (faster than the
+        compiled one at these sizes on a CPU). Two weights of the method differ, chosen from
+        short CPU runs (see the training notes): the adversarial weight alpha is 1.0 (0.2 in the
+        paper; with 0.2 the segmentation collapsed to empty masks within a few hundred steps) and
+        ``t_b`` is drawn below 300 (all 2000 steps in the paper) so the B path sees less noise
+        early on. The preset expects XCAD-sized vessels in its crops: images rendered at 512 and
+        cut to 128x128 windows (``write_synthetic_xcad(..., size=512, crop=128)``), or real
+        256x256 crops with ``image_size=256``. Every loss term (L_diff,
         alpha * L_adv, beta * L_cyc; LSGAN discriminators with history pools), the schedule
         (T = 2000 linear), ``t_a < 200`` and the alternating G/D steps are the paper's.
 
@@ -235,7 +239,7 @@ class TrainConfig:
                 backend="eager",
                 gen_base_channels=16,
                 spade_hidden=32,
-                disc_base_channels=16,
+                disc_base_channels=32,
                 val_every=100,
                 ckpt_every=100,
                 log_every=10,
