@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image
 
 from darlkit.cli import main
+from darlkit.cli.quickstart import QUICKSTART_DEFAULTS
 from darlkit.training import load_checkpoint
 
 
@@ -19,6 +20,9 @@ def test_quickstart_smoke_runs_every_stage(tmp_path, capsys):
         assert stage in text
     ckpt = load_checkpoint(out / "run" / "last.pt")
     assert ckpt["step"] == 2 and ckpt["config"]["preset_name"] == "tiny" and ckpt["config"]["image_size"] == 32
+    assert ckpt["config"]["seed"] == QUICKSTART_DEFAULTS["smoke"]["seed"]
+    assert ckpt["config"]["disc_base_channels"] == 32
+    assert "64x64 windows of 128x128 renders" in text
     evaluation = json.loads((out / "run" / "evaluation.json").read_text())
     assert evaluation["n_images"] == 2 and 0.0 <= evaluation["clean"]["dice"]["mean"] <= 1.0
     assert f"Dice {evaluation['clean']['dice']['mean']:.3f}" in text
@@ -30,3 +34,28 @@ def test_quickstart_smoke_runs_every_stage(tmp_path, capsys):
     assert main(["quickstart", "--smoke", "--out", str(out), "--no-progress", "--batch-size", "1",
                  "--threads", "1", "--overwrite", "--steps", "1"]) == 0
     assert load_checkpoint(out / "run" / "last.pt")["step"] == 1
+
+
+def test_quickstart_data_are_windows_of_the_data_seed(tmp_path):
+    from darlkit.synthesis import write_synthetic_xcad
+
+    out = tmp_path / "qs"
+    argv = ["quickstart", "--smoke", "--out", str(out), "--no-progress", "--batch-size", "1", "--threads", "1",
+            "--steps", "1", "--val-every", "0", "--data-seed", "3", "--seed", "5"]
+    assert main(argv) == 0
+    ref = write_synthetic_xcad(tmp_path / "ref", n_train=8, n_test=2, size=128, crop=64, seed=3, progress=False,
+                               train_style="tree")
+    for folder in ("train/trainA", "train/trainB", "test/images", "test/masks"):
+        for f in sorted((ref / folder).glob("*.png")):
+            assert f.read_bytes() == (out / "data" / folder / f.name).read_bytes(), (folder, f.name)
+    assert load_checkpoint(out / "run" / "last.pt")["config"]["seed"] == 5
+
+
+def test_quickstart_size_errors(tmp_path, capsys):
+    base = ["quickstart", "--smoke", "--no-progress"]
+    assert main([*base, "--out", str(tmp_path / "a"), "--render-size", "32"]) == 2
+    assert "--render-size" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "b"), "--render-size", "129"]) == 2
+    assert "--render-size" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "c"), "--data-seed", "-1"]) == 2
+    assert "--data-seed" in capsys.readouterr().err
