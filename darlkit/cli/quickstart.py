@@ -114,8 +114,8 @@ def run(args: argparse.Namespace) -> int:
             if sub.exists():
                 shutil.rmtree(sub)
     progress = not args.no_progress
-    print(f"[1/4] synthesising {n_train} training and {n_test} test images "
-          f"({size}x{size} windows of {render_size}x{render_size} renders) into {data_root}")
+    shape = f"{size}x{size}" + ("" if render_size == size else f" windows of {render_size}x{render_size} renders")
+    print(f"[1/4] synthesising {n_train} training and {n_test} test images ({shape}) into {data_root}")
     # trainA masks use the curved "tree" style (the synthesizer's realistic vessels), unpaired
     # with the angiograms' own vessels; the test masks come from yet another seed stream.
     # Rendering at XCAD's 512 and keeping a window keeps XCAD's vessel widths in pixels: with
