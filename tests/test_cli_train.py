@@ -66,3 +66,38 @@ def test_python_m_darlkit_lists_the_commands():
     assert proc.returncode == 0, proc.stderr
     for name in ("quickstart", "train", "segment", "evaluate"):
         assert name in proc.stdout
+
+
+def test_synthesise_once_rank0_rewrites_an_unfinished_folder(tmp_path, monkeypatch):
+    from darlkit.cli.train import SYNTH_COMPLETE_MARKER, synthesise_once
+
+    monkeypatch.delenv("RANK", raising=False)
+    calls = []
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "partial.png").write_bytes(b"")  # an interrupted earlier write: no marker
+    synthesise_once(root, lambda: calls.append(1))
+    assert calls == [1] and (root / SYNTH_COMPLETE_MARKER).is_file()
+    synthesise_once(root, lambda: calls.append(2))  # complete: not written again
+    assert calls == [1]
+
+
+def test_synthesise_once_other_ranks_wait_for_rank0(tmp_path, monkeypatch):
+    import threading
+
+    from darlkit.cli import CLIError
+    from darlkit.cli.train import SYNTH_COMPLETE_MARKER, synthesise_once
+
+    monkeypatch.setenv("RANK", "1")
+    root = tmp_path / "data"
+    root.mkdir()
+    never = []
+    with pytest.raises(CLIError, match="rank 0 did not finish"):
+        synthesise_once(root, lambda: never.append(1), timeout=0.2, poll=0.05)
+    timer = threading.Timer(0.3, lambda: (root / SYNTH_COMPLETE_MARKER).write_text("complete\n"))
+    timer.start()
+    try:
+        synthesise_once(root, lambda: never.append(1), timeout=30, poll=0.05)
+    finally:
+        timer.cancel()
+    assert never == []  # a rank > 0 never writes

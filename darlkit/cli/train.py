@@ -17,11 +17,19 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from darlkit.cli import CLIError, argtypes
 
-__all__ = ["add_parser", "run", "add_training_arguments", "build_config", "train_from_args"]
+__all__ = [
+    "add_parser",
+    "run",
+    "add_training_arguments",
+    "build_config",
+    "train_from_args",
+    "synthesise_once",
+    "SYNTH_COMPLETE_MARKER",
+]
 
 
 def add_training_arguments(p: argparse.ArgumentParser) -> None:
@@ -151,6 +159,41 @@ def _init_distributed(device) -> bool:
     return True
 
 
+SYNTH_COMPLETE_MARKER = ".darlkit-synth-complete"
+"""File written into a ``--synthetic`` data folder once all of its images are written."""
+
+
+def synthesise_once(data_root: Path, write: Callable[[], Any], *, timeout: float = 3600.0, poll: float = 1.0) -> None:
+    """Write a synthetic dataset once per run folder, safely under ``torchrun``.
+
+    Rank 0 (``RANK`` unset or 0) calls ``write`` unless ``data_root`` holds the completion
+    marker, then writes the marker; a folder without the marker (a write that was interrupted)
+    is written again. Other ranks wait for the marker, so no process reads a half-written set.
+
+    Args:
+        data_root: The dataset folder.
+        write: Writes the whole dataset into ``data_root`` (replacing partial files).
+        timeout: Seconds a rank > 0 waits for the marker.
+        poll: Seconds between checks.
+
+    Raises:
+        CLIError: If a rank > 0 waited ``timeout`` seconds without seeing the marker.
+    """
+    import time
+
+    marker = data_root / SYNTH_COMPLETE_MARKER
+    if int(os.environ.get("RANK", "0")) == 0:
+        if not marker.is_file():
+            write()
+            marker.write_text("complete\n")
+        return
+    deadline = time.monotonic() + timeout
+    while not marker.is_file():
+        if time.monotonic() > deadline:
+            raise CLIError(f"--synthetic: rank 0 did not finish writing {data_root} within {timeout:g} s")
+        time.sleep(poll)
+
+
 def _check_xcad_dir(root: Path) -> None:
     if not root.is_dir():
         raise CLIError(f"--data: dataset folder not found: {root}")
@@ -236,10 +279,12 @@ def run(args: argparse.Namespace) -> int:
         if render < size:
             raise CLIError(f"--synthetic-render-size must be >= the image side {size}, got {render}")
         data_root = args.out / "data"
-        if not (data_root / "train" / "trainA").is_dir():
-            write_synthetic_xcad(data_root, n_train=args.synthetic_train, n_test=args.synthetic_test, size=render,
-                                 crop=None if render == size else size, seed=args.seed or 0,
-                                 progress=not args.no_progress)
+        synthesise_once(
+            data_root,
+            lambda: write_synthetic_xcad(data_root, n_train=args.synthetic_train, n_test=args.synthetic_test,
+                                         size=render, crop=None if render == size else size, seed=args.seed or 0,
+                                         progress=not args.no_progress, overwrite=True),
+        )
     result = train_from_args(args, data_root=data_root)
     if result["trainer"].is_main:
         summary = {k: result[k] for k in ("step", "best_dice", "best_step", "last_checkpoint", "best_checkpoint", "figure")}
