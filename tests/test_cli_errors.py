@@ -80,6 +80,9 @@ CASES = {
     "quickstart-odd-size": (lambda e: ["quickstart", "--smoke", "--size", "63", "--out", str(e["root"] / "q")], "--size must be even"),
     "quickstart-not-empty": (lambda e: ["quickstart", "--smoke", "--out", str(e["root"])], "exists and is not empty"),
     "quickstart-bad-preset": (lambda e: ["quickstart", "--preset", "giant"], "invalid choice: 'giant'"),
+    "quickstart-small-render": (lambda e: ["quickstart", "--smoke", "--render-size", "32", "--out", str(e["root"] / "q")], "--render-size must be an even integer"),
+    "quickstart-odd-render": (lambda e: ["quickstart", "--smoke", "--render-size", "129", "--out", str(e["root"] / "q")], "--render-size must be an even integer"),
+    "quickstart-bad-data-seed": (lambda e: ["quickstart", "--smoke", "--data-seed", "-1"], "argument --data-seed: expected a non-negative integer"),
     "unknown-command": (lambda e: ["fly"], "invalid choice: 'fly'"),
 }
 

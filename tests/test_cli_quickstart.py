@@ -50,12 +50,3 @@ def test_quickstart_data_are_windows_of_the_data_seed(tmp_path):
             assert f.read_bytes() == (out / "data" / folder / f.name).read_bytes(), (folder, f.name)
     assert load_checkpoint(out / "run" / "last.pt")["config"]["seed"] == 5
 
-
-def test_quickstart_size_errors(tmp_path, capsys):
-    base = ["quickstart", "--smoke", "--no-progress"]
-    assert main([*base, "--out", str(tmp_path / "a"), "--render-size", "32"]) == 2
-    assert "--render-size" in capsys.readouterr().err
-    assert main([*base, "--out", str(tmp_path / "b"), "--render-size", "129"]) == 2
-    assert "--render-size" in capsys.readouterr().err
-    assert main([*base, "--out", str(tmp_path / "c"), "--data-seed", "-1"]) == 2
-    assert "--data-seed" in capsys.readouterr().err

@@ -123,6 +123,9 @@ def test_crop_windows_of_the_full_render(tmp_path):
             assert np.array_equal(s, b[r : r + 64, c : c + 64]), (folder, i)
             if vessel is not None and vessel.mean() > 0.05:
                 assert vessel[r : r + 64, c : c + 64].mean() >= writer_mod.CROP_MIN_VESSEL_FRACTION
+    # a window as large as the image is the whole image
+    same = write_synthetic_xcad(tmp_path / "same", n_train=3, n_test=2, size=128, seed=3, progress=False, train_style="tree", crop=128)
+    assert _digest(same) == _digest(full)
     # a test image and its mask share the window
     img_full, img_crop = _load(full, "test/images"), _load(crop, "test/images")
     m_full, m_crop = _load(full, "test/masks"), _load(crop, "test/masks")

@@ -282,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
         synthesise_once(
             data_root,
             lambda: write_synthetic_xcad(data_root, n_train=args.synthetic_train, n_test=args.synthetic_test,
-                                         size=render, crop=None if render == size else size, seed=args.seed or 0,
+                                         size=render, crop=size, seed=args.seed or 0,
                                          progress=not args.no_progress, overwrite=True),
         )
     result = train_from_args(args, data_root=data_root)

@@ -191,7 +191,8 @@ def write_synthetic_xcad(
         workers: Worker processes (0 = in this process). Output does not depend on it. Each
             process (this one too when ``workers=0``, for the duration of the call) uses one torch
             intra-op thread: the work is many small tensor ops, which threads only slow down.
-        crop: Side of the saved window (even, 32 <= crop <= size), or None to save whole images.
+        crop: Side of the saved window (even, 32 <= crop <= size), or None (or ``size``) to save whole
+            images.
 
     Returns:
         The output root as a ``Path``.
@@ -211,7 +212,7 @@ def write_synthetic_xcad(
         isinstance(crop, bool) or not isinstance(crop, (int, np.integer)) or crop < 32 or crop % 2 or crop > size
     ):
         raise ValueError(f"crop must be None or an even int with 32 <= crop <= size={size}, got {crop!r}")
-    crop = None if crop is None else int(crop)
+    crop = None if crop is None or crop == size else int(crop)  # a full-size window is the whole image
     for name, v in (("test_style", test_style), ("train_style", train_style), ("angiogram_style", angiogram_style)):
         if v not in STYLES:
             raise ValueError(f"{name} must be one of {STYLES}, got {v!r}")
