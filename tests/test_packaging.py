@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -47,9 +48,16 @@ def test_wheel_contents_and_metadata(wheel: Path) -> None:
 @pytest.mark.slow
 def test_wheel_installs_into_a_fresh_venv_and_imports(wheel: Path, tmp_path: Path) -> None:
     venv = tmp_path / "venv"
-    # System site packages provide torch & co. (no downloads); darlkit itself comes from the wheel.
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
+    # An isolated venv (no --system-site-packages: that would expose the *base* interpreter's
+    # packages, not this environment's). torch & co. come from the running environment through a
+    # .pth file appended after the venv's own site-packages, so nothing is downloaded and the
+    # wheel's darlkit, installed into the venv itself, wins over any checkout or editable install.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=300)
     python = venv / "bin" / "python"
+    venv_site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    here = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    Path(venv_site, "zz_test_parent_env.pth").write_text("\n".join(sorted(here)) + "\n")
     proc = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--force-reinstall",
                            str(wheel)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
