@@ -8,6 +8,9 @@ two functions are the exact inverse pair used for both.
 from __future__ import annotations
 
 import torch
+from einops import rearrange
+
+from darlkit._validation import check_int
 
 __all__ = ["POLYPHASE_OFFSETS", "polyphase_split", "polyphase_merge"]
 
@@ -38,17 +41,15 @@ def polyphase_split(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
         Tensor of shape (N * factor**2, C, H // factor, W // factor).
 
     Raises:
-        ValueError: If ``x`` is not 4-D or H, W are not divisible by ``factor``.
+        TypeError: If ``factor`` is not an int.
+        ValueError: If ``x`` is not 4-D, ``factor < 1`` or H, W are not divisible by ``factor``.
     """
     _check_image(x, "x")
-    if not isinstance(factor, int) or factor < 1:
-        raise ValueError(f"factor must be a positive int, got {factor!r}")
-    n, c, h, w = x.shape
+    factor = check_int("factor", factor)
+    h, w = x.shape[-2:]
     if h % factor or w % factor:
         raise ValueError(f"x spatial size {(h, w)} must be divisible by factor={factor}")
-    # (N, C, H/f, f, W/f, f) -> (N, f, f, C, H/f, W/f)
-    y = x.reshape(n, c, h // factor, factor, w // factor, factor).permute(0, 3, 5, 1, 2, 4)
-    return y.reshape(n * factor * factor, c, h // factor, w // factor)
+    return rearrange(x, "n c (h i) (w j) -> (n i j) c h w", i=factor, j=factor)
 
 
 def polyphase_merge(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
@@ -64,14 +65,12 @@ def polyphase_merge(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
         Tensor of shape (N, C, h * factor, w * factor).
 
     Raises:
-        ValueError: If ``x`` is not 4-D or its batch is not a multiple of ``factor**2``.
+        TypeError: If ``factor`` is not an int.
+        ValueError: If ``x`` is not 4-D, ``factor < 1`` or its batch is not a multiple of
+            ``factor**2``.
     """
     _check_image(x, "x")
-    if not isinstance(factor, int) or factor < 1:
-        raise ValueError(f"factor must be a positive int, got {factor!r}")
-    b, c, h, w = x.shape
-    if b % (factor * factor):
-        raise ValueError(f"x batch {b} must be a multiple of factor**2={factor * factor}")
-    n = b // (factor * factor)
-    y = x.reshape(n, factor, factor, c, h, w).permute(0, 3, 4, 1, 5, 2)
-    return y.reshape(n, c, h * factor, w * factor)
+    factor = check_int("factor", factor)
+    if x.shape[0] % (factor * factor):
+        raise ValueError(f"x batch {x.shape[0]} must be a multiple of factor**2={factor * factor}")
+    return rearrange(x, "(n i j) c h w -> n c (h i) (w j)", i=factor, j=factor)

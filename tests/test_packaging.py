@@ -41,7 +41,7 @@ def test_wheel_contents_and_metadata(wheel: Path) -> None:
         entry_points = zf.read(next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
     requires = {line.split(":", 1)[1].strip().split(";")[0].split(">")[0].split("=")[0].strip().lower()
                 for line in meta.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line}
-    assert requires == {"torch", "numpy", "einops", "pillow", "tqdm"}
+    assert requires == {"torch", "numpy", "einops", "pillow", "tqdm", "safetensors"}
     assert "darlkit = darlkit.cli:main" in entry_points
 
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from darlkit.diffusion import GaussianDiffusion
-from darlkit.model import DARL, load_released_checkpoint, map_released_keys
+from darlkit.model import DARL, load_model, load_released_checkpoint, map_released_keys
 from darlkit.nets import DiffusionUNet, SPADEGenerator
 
 RELEASED_TXT = Path(__file__).resolve().parents[2] / "shared" / "released_state_dicts.txt"
@@ -197,6 +197,8 @@ def test_every_released_tensor_lands_in_place(released):
     for disc, sd in ((d_s, ds_sd), (d_a, da_sd)):
         assert all(torch.equal(disc.state_dict()[k], v) for k, v in sd.items())
     assert not model.training and not d_s.training
+    via = load_model(released[4] / "XCAD")  # the one loader takes a release prefix too
+    assert not via.training and all(torch.equal(v, ours[k]) for k, v in via.state_dict().items())
 
 
 @pytest.mark.slow
@@ -256,7 +258,7 @@ def test_missing_file_names_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothere_G.pth"):
         load_released_checkpoint(tmp_path / "nothere")
     with pytest.raises(FileNotFoundError, match="nothere_G.pth"):
-        DARL.from_released(str(tmp_path / "nothere"))
+        load_model(tmp_path / "nothere")
 
 
 def test_bad_keys_and_shapes_are_all_listed(tmp_path):

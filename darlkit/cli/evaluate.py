@@ -36,7 +36,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Evaluate a checkpoint on DATA/test (images + masks): Table 1 and, with --noise-sigma, Table 2.",
     )
     p.add_argument("--data", type=Path, required=True, help="XCAD-layout folder with test/images and test/masks")
-    p.add_argument("--checkpoint", type=Path, required=True, help="last.pt / best.pt of a training run")
+    p.add_argument("--checkpoint", type=Path, required=True, help="last.pt / best.pt of a training run, or a model folder (DARL.save_pretrained)")
     p.add_argument("--noise-sigma", type=argtypes.non_negative_float, nargs="+", default=None, metavar="SIGMA",
                    help="also evaluate with Gaussian noise of these sigmas (0-255 scale), e.g. 10 25 50")
     p.add_argument("--seed", type=argtypes.non_negative_int, default=0, help="seed of the noise (default 0)")
@@ -87,8 +87,8 @@ def evaluate_checkpoint(
     for sub in ("test/images", "test/masks"):
         if not (data / sub).is_dir():
             raise CLIError(f"--data {data}: missing folder {sub}")
-    if not checkpoint.is_file():
-        raise CLIError(f"--checkpoint: file not found: {checkpoint}")
+    if not (checkpoint.is_file() or checkpoint.is_dir()):
+        raise CLIError(f"--checkpoint: file not found (nor a model folder): {checkpoint}")
     if max_images is not None and max_images < 1:
         raise CLIError(f"--max-images must be a positive integer, got {max_images}")
     model, config = load_trained_model(checkpoint, device=device, use_ema=use_ema)

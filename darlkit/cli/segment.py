@@ -33,7 +33,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Write a vessel mask PNG for each input PNG (one-step DARL segmentation).",
     )
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="grayscale PNG images (or folders of them)")
-    p.add_argument("--checkpoint", type=Path, required=True, help="last.pt / best.pt of a training run")
+    p.add_argument("--checkpoint", type=Path, required=True, help="last.pt / best.pt of a training run, or a model folder (DARL.save_pretrained)")
     p.add_argument("--out", type=Path, required=True, help="output folder for the masks")
     p.add_argument("--t", type=argtypes.non_negative_int, default=0, help="diffusion step for segmentation (default 0)")
     p.add_argument("--threshold", type=argtypes.threshold, default=0.0, help="vessel where output > threshold (default 0)")
@@ -132,8 +132,8 @@ def run(args: argparse.Namespace) -> int:
         Exit status 0.
     """
     files = _expand(list(args.images))
-    if not args.checkpoint.is_file():
-        raise CLIError(f"--checkpoint: file not found: {args.checkpoint}")
+    if not (args.checkpoint.is_file() or args.checkpoint.is_dir()):
+        raise CLIError(f"--checkpoint: file not found (nor a model folder): {args.checkpoint}")
     written = segment_files(
         files, args.checkpoint, args.out, t=args.t, threshold=args.threshold, polyphase=args.polyphase,
         soft=args.soft, use_ema=True if args.ema else None, device=args.device,

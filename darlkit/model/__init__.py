@@ -1,16 +1,22 @@
-"""The DARL model (A/B/cycle paths, one-step segmentation) and released-checkpoint loading.
+"""The DARL model (A/B/cycle paths, one-step segmentation), model folders and loading.
 
 * ``DARL`` -- epsilon_theta + G + the diffusion schedule; ``segment``, ``synthesize``,
-  ``forward_paths`` (returns ``DARLPaths``), ``DARL.from_released``.
+  ``forward_paths`` (returns ``DARLPaths``), ``config`` / ``save_pretrained`` /
+  ``from_pretrained`` (a model folder: ``config.json`` + ``model.safetensors``).
+* ``load_model`` -- one loader for a model folder, a training checkpoint or the release.
 * ``load_released_checkpoint`` -- the authors' ``<prefix>_G.pth`` / ``_Ds.pth`` / ``_Da.pth``.
 """
 
 from darlkit.model.darl import DARL, DARLPaths, mask_to_onehot
+from darlkit.model.loading import load_model, model_from_checkpoint, read_torch_file
 from darlkit.model.released import RELEASED_PREFIX_MAP, ReleasedModels, load_released_checkpoint, map_released_keys
 
 __all__ = [
     "DARL",
     "DARLPaths",
+    "load_model",
+    "model_from_checkpoint",
+    "read_torch_file",
     "mask_to_onehot",
     "load_released_checkpoint",
     "map_released_keys",

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from darlkit.nets.config import ConfigMixin, network_config, network_from_config
 from darlkit.polyphase import polyphase_merge, polyphase_split
 
 __all__ = ["DARL", "DARLPaths", "mask_to_onehot"]
@@ -56,7 +60,7 @@ class DARLPaths:
     loss_cyc: torch.Tensor
 
 
-class DARL(nn.Module):
+class DARL(ConfigMixin, nn.Module):
     """Diffusion Adversarial Representation Learning: epsilon_theta + G + a diffusion schedule.
 
     Segmentation is one step: ``s_hat = G(concat(x_t, eps_theta(x_t, t)))`` (no mask,
@@ -68,6 +72,11 @@ class DARL(nn.Module):
     the release's keys map onto it by the prefixes ``denoise_fn.`` -> ``unet.``,
     ``segment_fn.`` -> ``generator.`` and top-level schedule buffers -> ``diffusion.``
     (see ``load_released_checkpoint``).
+
+    A DARL whose U-Net and generator record their configuration (the darlkit networks do) is
+    saved as a model folder with :meth:`save_pretrained` (``config.json`` + ``model.safetensors``)
+    and rebuilt bit-identically by :meth:`from_pretrained`; :attr:`config` nests the networks'
+    configs and the diffusion schedule.
 
     Args:
         unet: The diffusion module epsilon_theta(x, t) (default: ``DiffusionUNet()``,
@@ -113,6 +122,73 @@ class DARL(nn.Module):
             raise ValueError(f"t_a_max must be an int in [1, {T}], got {t_a_max!r}")
         self.t_a_max = t_a_max
 
+    # ------------------------------------------------------------------ config
+    _record_init = False  # the config is built from the submodules (see ``config``)
+    _skip_init_arg = None
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """``{"unet": {...}, "generator": {...}, "diffusion": {...}, "t_a_max": int}`` as JSON data.
+
+        The network entries are :func:`~darlkit.nets.network_config` dicts (with
+        ``_class_name``); ``diffusion`` is ``{"_class_name": "GaussianDiffusion", "schedule",
+        "timesteps"}`` (``schedule`` is ``"custom"`` for explicit betas, which only a model
+        folder's weights can restore).
+
+        Raises:
+            TypeError: If a submodule does not record its configuration.
+        """
+        from darlkit.diffusion import GaussianDiffusion
+
+        if not isinstance(self.diffusion, GaussianDiffusion):
+            raise TypeError(f"diffusion is a {type(self.diffusion).__name__}; only GaussianDiffusion can be saved")
+        return {
+            "unet": network_config(self.unet, "unet"),
+            "generator": network_config(self.generator, "generator"),
+            "diffusion": {
+                "_class_name": "GaussianDiffusion",
+                "schedule": self.diffusion.schedule,
+                "timesteps": self.num_timesteps,
+            },
+            "t_a_max": self.t_a_max,
+        }
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], *, skip_init: bool = False) -> DARL:
+        """Build a DARL from a dict like :attr:`config` (networks rebuilt by their class names).
+
+        Args:
+            config: The nested configuration (unknown keys warn and are ignored).
+            skip_init: Build the networks without weight initialisation (for loaded weights).
+
+        Returns:
+            The new model.
+
+        Raises:
+            ValueError: If an entry is missing or invalid, or a ``"custom"`` schedule is asked
+                for without ``skip_init`` (its betas live in the weights).
+        """
+        from darlkit.diffusion import GaussianDiffusion
+
+        known = cls._split_config(config)
+        missing = sorted({"unet", "generator", "diffusion"} - set(known))
+        if missing:
+            raise ValueError(f"DARL config lacks {missing}")
+        diff = dict(known["diffusion"])
+        schedule, timesteps = diff.get("schedule", "linear"), diff.get("timesteps", 2000)
+        if schedule == "custom":
+            if not skip_init:
+                raise ValueError("a DARL config with a 'custom' beta schedule can only be loaded with its weights")
+            diffusion = GaussianDiffusion(betas=[0.5] * int(timesteps))  # replaced by the loaded buffers
+        else:
+            diffusion = GaussianDiffusion(schedule=schedule, timesteps=timesteps)
+        return cls(
+            unet=network_from_config(known["unet"], skip_init=skip_init),
+            generator=network_from_config(known["generator"], skip_init=skip_init),
+            diffusion=diffusion,
+            t_a_max=known.get("t_a_max", 200),
+        )
+
     # ------------------------------------------------------------------ helpers
     @property
     def num_timesteps(self) -> int:
@@ -125,7 +201,7 @@ class DARL(nn.Module):
         m = 1
         for net in (self.unet, self.generator):
             k = getattr(net, "size_multiple", 1)
-            m = m * k // _gcd(m, k)
+            m = math.lcm(m, k)
         return m
 
     def _check_image(self, x: object, name: str) -> torch.Tensor:
@@ -367,28 +443,3 @@ class DARL(nn.Module):
             loss_diff=F.mse_loss(eps_b, noise),
             loss_cyc=F.l1_loss(cycle, mask),
         )
-
-    @classmethod
-    def from_released(cls, prefix: str, map_location: str | torch.device = "cpu") -> "DARL":
-        """Build the paper's DARL and load the authors' released ``<prefix>_G.pth``.
-
-        Args:
-            prefix: Path prefix of the release files (``<prefix>_G.pth``).
-            map_location: Where to load the tensors.
-
-        Returns:
-            A DARL model in eval mode computing the release's function.
-
-        Raises:
-            FileNotFoundError: If ``<prefix>_G.pth`` does not exist.
-            ValueError: On unknown or missing keys or shape mismatches (all listed).
-        """
-        from darlkit.model.released import load_released_checkpoint
-
-        return load_released_checkpoint(prefix, map_location=map_location).model
-
-
-def _gcd(a: int, b: int) -> int:
-    while b:
-        a, b = b, a % b
-    return a

@@ -5,6 +5,7 @@
 * ``PatchDiscriminator`` -- the 70x70 PatchGAN D_s / D_a,
 * ``SSVSGenerator`` -- the SSVS ResNet generator (Table 12 baseline),
 * ``init_weights`` -- the release's weight initialisation schemes,
+* ``ConfigMixin`` -- ``net.config`` / ``from_config`` / ``save_pretrained`` / ``from_pretrained``,
 * ``darlkit.nets.blocks`` -- time embedding, residual, attention and resampling blocks.
 """
 
@@ -17,6 +18,9 @@ from darlkit.nets.blocks import (
     TimeResidualBlock,
     Upsample,
 )
+from darlkit.nets.config import CONFIG_NAME, WEIGHTS_NAME, ConfigMixin, load_weights, network_config
+from darlkit.nets.config import __all__ as _config_names
+from darlkit.nets.config import network_from_config, read_config
 from darlkit.nets.discriminator import PatchDiscriminator
 from darlkit.nets.generator import SPADEGenerator
 from darlkit.nets.init import INIT_SCHEMES, init_weights
@@ -31,6 +35,7 @@ __all__ = [
     "ResnetBlock",
     "init_weights",
     "INIT_SCHEMES",
+    *_config_names,
     "SinusoidalTimeEmbedding",
     "NormActConv",
     "TimeResidualBlock",

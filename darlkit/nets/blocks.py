@@ -23,7 +23,10 @@ import math
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
+
+from darlkit._validation import check_int
 
 __all__ = [
     "SinusoidalTimeEmbedding",
@@ -38,7 +41,7 @@ __all__ = [
 
 
 def _check_groups(channels: int, groups: int, name: str) -> None:
-    if groups < 1 or channels % groups:
+    if channels % check_int("norm_groups", groups):
         raise ValueError(f"{name}={channels} must be divisible by norm_groups={groups}")
 
 
@@ -159,7 +162,7 @@ class SelfAttention2d(nn.Module):
     def __init__(self, channels: int, norm_groups: int = 32, num_heads: int = 1) -> None:
         super().__init__()
         _check_groups(channels, norm_groups, "channels")
-        if num_heads < 1 or channels % num_heads:
+        if channels % check_int("num_heads", num_heads):
             raise ValueError(f"channels={channels} must be divisible by num_heads={num_heads}")
         self.num_heads = num_heads
         self.norm = nn.GroupNorm(norm_groups, channels)
@@ -173,16 +176,13 @@ class SelfAttention2d(nn.Module):
         Returns:
             Features (N, C, H, W).
         """
-        n, c, h, w = x.shape
-        heads = self.num_heads
-        qkv = self.qkv(self.norm(x)).reshape(n, heads, 3 * (c // heads), h * w)
-        q, k, v = qkv.chunk(3, dim=2)  # each (N, heads, C/heads, HW)
+        c, h = x.shape[1], x.shape[2]
+        # qkv channels are laid out (head, q|k|v, channel of the head), as in the release.
+        q, k, v = rearrange(self.qkv(self.norm(x)), "n (heads qkv d) h w -> qkv n heads (h w) d",
+                            heads=self.num_heads, qkv=3)
         # The release scales by sqrt(C) (all channels), whatever the number of heads.
-        out = F.scaled_dot_product_attention(
-            q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2), scale=1.0 / math.sqrt(c)
-        )  # (N, heads, HW, C/heads)
-        out = out.transpose(-1, -2).reshape(n, c, h, w)
-        return self.out(out) + x
+        out = F.scaled_dot_product_attention(q, k, v, scale=1.0 / math.sqrt(c))  # (N, heads, HW, d)
+        return self.out(rearrange(out, "n heads (h w) d -> n (heads d) h w", h=h)) + x
 
 
 class ResidualAttentionBlock(nn.Module):

@@ -6,12 +6,13 @@ import torch
 from torch import nn
 
 from darlkit._validation import check_ints
+from darlkit.nets.config import ConfigMixin
 from darlkit.nets.init import _apply_default_init
 
 __all__ = ["PatchDiscriminator"]
 
 
-class PatchDiscriminator(nn.Module):
+class PatchDiscriminator(ConfigMixin, nn.Module):
     """70x70 PatchGAN: 4x4 convolutions, LeakyReLU(0.2), InstanceNorm on all but the first.
 
     Default layout (module indices of ``model`` match the release's keys ``model.0``,

@@ -8,13 +8,14 @@ from torch import nn
 
 from darlkit._validation import check_ints
 from darlkit.nets.blocks import resnet_encoder_layers
+from darlkit.nets.config import ConfigMixin
 from darlkit.nets.init import _apply_default_init
 from darlkit.nets.unet import _check_float_image
 
 __all__ = ["SPADEGenerator"]
 
 
-class SPADEGenerator(nn.Module):
+class SPADEGenerator(ConfigMixin, nn.Module):
     """DARL's generator G(concat(x_t, eps_theta(x_t, t)), s): a mask without ``s``,
     an angiogram with ``s``.
 

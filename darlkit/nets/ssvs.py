@@ -7,6 +7,7 @@ from torch import nn
 
 from darlkit._validation import check_ints
 from darlkit.nets.blocks import resnet_encoder_layers
+from darlkit.nets.config import ConfigMixin
 from darlkit.nets.init import _apply_default_init
 from darlkit.nets.unet import _check_float_image
 
@@ -42,7 +43,7 @@ class ResnetBlock(nn.Module):
         return x + self.conv_block(x)
 
 
-class SSVSGenerator(nn.Module):
+class SSVSGenerator(ConfigMixin, nn.Module):
     """ResNet generator of SSVS (CycleGAN style), the Table 12 baseline.
 
     Reflection pad 3 + Conv7x7 to ``base_channels``, IN, ReLU; ``num_downsampling``

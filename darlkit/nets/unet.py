@@ -9,6 +9,7 @@ from torch import nn
 
 from darlkit._validation import check_ints
 from darlkit.nets.blocks import Downsample, ResidualAttentionBlock, SinusoidalTimeEmbedding, Upsample, NormActConv
+from darlkit.nets.config import ConfigMixin
 from darlkit.nets.init import _apply_default_init
 
 __all__ = ["DiffusionUNet"]
@@ -31,7 +32,7 @@ def _check_float_image(x: object, name: str, channels: int, multiple: int) -> to
     return x
 
 
-class DiffusionUNet(nn.Module):
+class DiffusionUNet(ConfigMixin, nn.Module):
     """DDPM U-Net epsilon_theta(x_t, t) predicting the noise of a noisy image.
 
     Layout (defaults = paper Table 4 / the release): Conv3x3 stem to ``base_channels``;

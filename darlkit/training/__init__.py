@@ -25,7 +25,7 @@ from darlkit.training.inference import (
 )
 from darlkit.training.figures import save_figure
 from darlkit.training.logs import RunLog
-from darlkit.training.networks import build_networks
+from darlkit.training.networks import NETWORK_FIELDS, build_networks, model_config, train_fields
 from darlkit.training.optim import OptimizerSpec, SchedulerSpec, build_optimizer, build_scheduler, paper_adam
 from darlkit.training.run_files import RunFiles
 from darlkit.training.sampler import StepSampler, collate, step_batches, step_draws
@@ -38,6 +38,9 @@ __all__ = [
     "PRESETS",
     "AMP_MODES",
     "build_networks",
+    "model_config",
+    "train_fields",
+    "NETWORK_FIELDS",
     "DARLTrainer",
     "DARLStep",
     "Callback",

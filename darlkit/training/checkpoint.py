@@ -10,16 +10,16 @@ objects.
 from __future__ import annotations
 
 import os
-import pickle
 import random
 import tempfile
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+from darlkit.model.loading import read_torch_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from darlkit.training.run_files import RunFiles
@@ -100,26 +100,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
         ValueError: If the file is not a readable darlkit checkpoint (corrupt, truncated,
             contains non-allowlisted pickled objects, or lacks the darlkit format tag).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file not found: {path}")
-    if not zipfile.is_zipfile(path):
-        raise ValueError(f"checkpoint {path} is not a readable PyTorch file (not a torch.save zip archive)")
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        text = str(exc)
-        detail = text.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()[0] if text.strip() else ""
-        if "Unsupported global" in text:
-            detail = detail.split(" was not an allowed global")[0]
-            raise ValueError(
-                f"checkpoint {path} was refused by the safe loader (weights_only=True): it contains a "
-                f"pickled Python object ({detail})"
-            ) from None
-        raise ValueError(f"checkpoint {path} is not a readable PyTorch file: {detail or type(exc).__name__}") from None
-    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for corrupt files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"checkpoint {path} is not a readable PyTorch file: {first}") from None
+    obj = read_torch_file(path, map_location=map_location)
     if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(
             f"checkpoint {path} is not a darlkit training checkpoint (expected format "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -267,24 +268,28 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error.
+        """Inverse of :meth:`to_dict`; unknown keys (e.g. from another darlkit version) warn and are ignored.
 
         Args:
             data: A dict as written by :meth:`to_dict`.
 
         Returns:
-            The configuration.
+            The configuration (fields missing from ``data`` take their defaults).
 
         Raises:
-            TypeError: If ``data`` is not a dict or has unknown keys.
+            TypeError: If ``data`` is not a dict.
         """
         if not isinstance(data, dict):
             raise TypeError(f"config must be a dict, got {type(data).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise TypeError(f"unknown TrainConfig field(s): {', '.join(unknown)}")
-        return cls(**data)
+            warnings.warn(
+                f"TrainConfig: ignoring unknown field(s) {', '.join(unknown)} (written by another darlkit version?)",
+                UserWarning,
+                stacklevel=2,
+            )
+        return cls(**{k: v for k, v in data.items() if k in names})
 
     RESUME_KEYS = (
         "image_size", "unet_base_channels", "unet_channel_mults", "unet_num_res_blocks",

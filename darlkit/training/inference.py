@@ -11,7 +11,7 @@ from torch import nn
 
 from darlkit.training.checkpoint import load_checkpoint
 from darlkit.training.config import TrainConfig
-from darlkit.training.networks import build_networks
+from darlkit.training.networks import model_config, train_fields
 from darlkit.training.trainer import segment_image
 
 __all__ = [
@@ -29,45 +29,45 @@ def load_trained_model(
     device: str | torch.device = "cpu",
     use_ema: bool | None = None,
 ) -> tuple[nn.Module, TrainConfig]:
-    """Rebuild the DARL model of a training checkpoint, in eval mode.
+    """Load a trained DARL model, in eval mode, with the run configuration it implies.
+
+    Accepts everything :func:`darlkit.model.load_model` does (a model folder written by
+    ``DARL.save_pretrained``, a training checkpoint, a release prefix) and also training
+    checkpoints written before darlkit stored the model's configuration in them (their
+    networks are rebuilt from the run configuration).
 
     Args:
-        checkpoint: ``last.pt`` / ``best.pt`` written by ``DARLTrainer``.
+        checkpoint: ``last.pt`` / ``best.pt`` written by ``DARLTrainer``, or a model folder, or
+            a release prefix.
         device: Device to put the model on.
-        use_ema: Load the EMA weights (default: what the run's ``eval_ema`` says; an error if
-            ``True`` and the checkpoint has no EMA).
+        use_ema: For training checkpoints: load the EMA weights (default: what the run's
+            ``eval_ema`` says; an error if ``True`` and the checkpoint has no EMA).
 
     Returns:
-        ``(model, config)``: the ``DARL`` model and the run's :class:`TrainConfig`.
+        ``(model, config)``: the ``DARL`` model and the run's :class:`TrainConfig` (for a model
+        folder or release: the paper's configuration with the model's network fields, so
+        ``image_size``, ``num_timesteps`` and the U-Net levels describe the model).
 
     Raises:
-        FileNotFoundError: If the file does not exist.
-        ValueError: If it is not a darlkit checkpoint or lacks the requested EMA.
+        FileNotFoundError: If nothing exists at ``checkpoint``.
+        ValueError: If it is not a darlkit checkpoint or model folder, or lacks the requested EMA.
     """
-    state = load_checkpoint(checkpoint, map_location="cpu")
+    from darlkit.model import load_model, model_from_checkpoint
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        model = load_model(path, map_location=device)
+        return model, TrainConfig().replace(**train_fields(model.config))
+    state = load_checkpoint(path, map_location="cpu")
     try:
         config = TrainConfig.from_dict(state["config"])
     except (TypeError, ValueError, KeyError) as exc:
         raise ValueError(f"checkpoint {checkpoint} has an invalid config: {exc}") from None
-    model, _, _ = build_networks(config)
     if use_ema is None:
         use_ema = bool(config.eval_ema and state.get("ema") is not None)
-    if use_ema:
-        ema = state.get("ema")
-        if ema is None:
-            raise ValueError(f"checkpoint {checkpoint} has no EMA weights (train with an EMA decay)")
-        prefix = "module."
-        weights = {k[len(prefix):]: v for k, v in ema.items() if k.startswith(prefix)}
-        # Buffers (spectral-norm vectors, schedules) are not averaged: take the live ones.
-        for k, v in state["model"].items():
-            weights.setdefault(k, v)
-    else:
-        weights = state["model"]
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise ValueError(f"checkpoint {checkpoint} does not match its configuration: {first}") from None
+    model = model_from_checkpoint(
+        state, use_ema=use_ema, model_config=state.get("model_config") or model_config(config), source=f"checkpoint {checkpoint}"
+    )
     return model.to(device).eval(), config
 
 

@@ -321,6 +321,7 @@ class DARLTrainer:
             "format": CHECKPOINT_FORMAT,
             "step": self.step,
             "config": self.config.to_dict(),
+            "model_config": _config_or_none(self.model),
             **self.update.state_dict(),
             "rng": get_rng_state(),
             "best_dice": float(self.validation.best_dice),
@@ -481,6 +482,15 @@ class DARLTrainer:
 
     def _out_of_time(self, start: float, limit: float) -> bool:
         return broadcast_flag(time.perf_counter() - start > limit, self.device, self.distributed)
+
+
+def _config_or_none(model: nn.Module) -> dict[str, Any] | None:
+    """``model.config`` (what ``darlkit.model.load_model`` rebuilds it from), or ``None`` for
+    networks that do not record their configuration."""
+    try:
+        return model.config
+    except (AttributeError, TypeError):
+        return None
 
 
 def _dataset_of(data: Dataset | DataLoader, default_workers: int) -> tuple[Dataset, int]:
