@@ -1,4 +1,15 @@
-"""``torch.distributed`` plumbing of the trainer: process group, default device, DDP wrapping."""
+"""``torch.distributed`` plumbing of the trainer: process group, default device, DDP wrapping.
+
+When ``torch.distributed`` is initialised (e.g. by ``torchrun``), ``DARLTrainer`` wraps the
+U-Net + generator (:class:`GeneratorPaths`) and the discriminators (:class:`DiscriminatorPair`)
+in ``DistributedDataParallel``; each rank takes its block of every global batch
+(``StepSampler``) and its slice of the per-step global noise draws; only rank 0 logs and
+writes files. All losses are means over the batch, so the averaged gradients equal those of
+one process with the global batch (exactly so with ``pool_size=0``; with a pool, each rank's
+pool draws its own history). Spectral-norm power iterations depend only on the weights and the
+stored vectors, so they stay identical on every rank; buffer broadcasting keeps them in sync
+regardless.
+"""
 
 from __future__ import annotations
 

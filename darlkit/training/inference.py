@@ -65,9 +65,8 @@ def load_trained_model(
         raise ValueError(f"checkpoint {checkpoint} has an invalid config: {exc}") from None
     if use_ema is None:
         use_ema = bool(config.eval_ema and state.get("ema") is not None)
-    model = model_from_checkpoint(
-        state, use_ema=use_ema, model_config=state.get("model_config") or model_config(config), source=f"checkpoint {checkpoint}"
-    )
+    net_config = state.get("model_config") or model_config(config)  # older checkpoints: from the run config
+    model = model_from_checkpoint(state, use_ema=use_ema, model_config=net_config, source=f"checkpoint {checkpoint}")
     return model.to(device).eval(), config
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["StepSampler", "collate", "step_draws", "step_batches"]
+__all__ = ["StepSampler", "collate", "step_draws", "step_batches", "dataset_of"]
 
 _MIX = 0x9E3779B97F4A7C15
 
@@ -185,3 +185,23 @@ def step_batches(dataset: Dataset, sampler: StepSampler, *, num_workers: int = 0
         part = sampler.with_range(step, epoch_end)
         yield from DataLoader(dataset, batch_sampler=part, num_workers=num_workers, collate_fn=collate)
         step = epoch_end
+
+
+def dataset_of(data: Dataset | DataLoader, default_workers: int) -> tuple[Dataset, int]:
+    """The dataset behind ``data`` and the number of loader workers to use for it.
+
+    Args:
+        data: A map-style Dataset (``__getitem__`` and ``__len__``) or a DataLoader over one.
+        default_workers: Workers for a bare Dataset (a DataLoader keeps its ``num_workers``).
+
+    Returns:
+        ``(dataset, num_workers)``.
+
+    Raises:
+        TypeError: If ``data`` is neither.
+    """
+    if isinstance(data, DataLoader):
+        return data.dataset, data.num_workers
+    if not hasattr(data, "__getitem__") or not hasattr(data, "__len__"):
+        raise TypeError(f"train_data must be a Dataset or DataLoader, got {type(data).__name__}")
+    return data, default_workers

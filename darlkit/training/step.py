@@ -25,6 +25,13 @@ __all__ = ["DARLStep"]
 LOSS_TERMS = ("loss_g", "loss_diff", "loss_adv", "loss_cyc", "loss_d", "loss_ds", "loss_da")
 
 
+def _config_or_none(model: nn.Module) -> dict[str, Any] | None:
+    try:
+        return model.config
+    except (AttributeError, TypeError):
+        return None
+
+
 def _seeded(*values: int) -> torch.Generator:
     return torch.Generator().manual_seed(_mix_seed(*values))
 
@@ -228,11 +235,14 @@ class DARLStep:
         """The networks, optimisers, schedulers, scalers, EMA and pools (tensors and plain data).
 
         Returns:
-            A dict with keys ``model``, ``disc_mask``, ``disc_image``, ``opt_g``, ``opt_d``,
-            ``optimizers`` (their class names), ``sched_g``, ``sched_d``, ``scaler_g``,
-            ``scaler_d``, ``ema``, ``pool_mask``, ``pool_image`` (``None`` for absent parts).
+            A dict with keys ``model_config`` (``DARL.config``, what ``darlkit.model.load_model``
+            rebuilds the model from; ``None`` for networks that do not record it), ``model``,
+            ``disc_mask``, ``disc_image``, ``opt_g``, ``opt_d``, ``optimizers`` (their class
+            names), ``sched_g``, ``sched_d``, ``scaler_g``, ``scaler_d``, ``ema``, ``pool_mask``,
+            ``pool_image`` (``None`` for absent parts).
         """
         return {
+            "model_config": _config_or_none(unwrap(self.model)),
             "model": unwrap(self.model).state_dict(),
             "disc_mask": unwrap(self.disc_mask).state_dict(),
             "disc_image": unwrap(self.disc_image).state_dict(),

@@ -1,12 +1,10 @@
 """DARLTrainer: the alternating generator / discriminator optimisation of DARL.
 
-The trainer composes small collaborators: :class:`~darlkit.training.DARLStep` (one iteration:
-networks, optimisers, schedulers, pools, EMA), :mod:`~darlkit.training.sampler` (data order
-and per-step draws), :mod:`~darlkit.training.optim` (injected optimisers and LR schedulers),
-:class:`~darlkit.training.RunFiles` / :class:`~darlkit.training.Checkpointer` /
-:class:`~darlkit.training.RunLog` (the run folder), :mod:`~darlkit.training.validation`,
-:mod:`~darlkit.training.figures`, :mod:`~darlkit.training.ema`,
-:mod:`~darlkit.training.distributed`, and :class:`~darlkit.training.Callback` hooks.
+The trainer composes collaborators: :class:`~darlkit.training.DARLStep` (one iteration),
+:mod:`~darlkit.training.sampler`, :mod:`~darlkit.training.optim`, the run folder
+(:class:`~darlkit.training.RunFiles`, :class:`~darlkit.training.Checkpointer`,
+:class:`~darlkit.training.RunLog`), :mod:`~darlkit.training.validation` and
+:class:`~darlkit.training.Callback` hooks.
 """
 
 from __future__ import annotations
@@ -37,7 +35,7 @@ from darlkit.training.figures import save_figure
 from darlkit.training.logs import RunLog
 from darlkit.training.optim import OptimizerSpec, SchedulerSpec
 from darlkit.training.run_files import RunFiles
-from darlkit.training.sampler import StepSampler, _mix_seed, step_batches  # noqa: F401 (_mix_seed: tests)
+from darlkit.training.sampler import StepSampler, _mix_seed, dataset_of, step_batches  # noqa: F401 (_mix_seed: tests)
 from darlkit.training.step import DARLStep
 from darlkit.training.validation import ValidationHistory, run_validation
 
@@ -92,9 +90,9 @@ def segment_image(
     return out.float()
 
 
-def _delegate(name: str) -> property:
-    """A read-only trainer attribute that is ``trainer.update.<name>``."""
-    return property(lambda self: getattr(self.update, name), doc=f"Alias of ``update.{name}`` (see :class:`DARLStep`).")
+def _delegate(name: str, owner: str = "update") -> property:
+    """A read-only trainer attribute that is ``trainer.<owner>.<name>``."""
+    return property(lambda self: getattr(getattr(self, owner), name), doc=f"Alias of ``{owner}.{name}``.")
 
 
 class DARLTrainer:
@@ -110,14 +108,9 @@ class DARLTrainer:
     step k and resumed from ``last.pt`` therefore ends bit-identical to an uninterrupted run on
     CPU with deterministic kernels.
 
-    Multi-process: when ``torch.distributed`` is initialised (e.g. by ``torchrun``), the
-    U-Net + generator and the discriminators are wrapped in ``DistributedDataParallel``; each
-    rank takes its block of every global batch (:class:`StepSampler`) and its slice of the
-    per-step global noise draws; only rank 0 logs and writes files. All losses are means over
-    the batch, so the averaged gradients equal those of one process with the global batch
-    (exactly so with ``pool_size=0``; with a pool, each rank's pool draws its own history).
-    Spectral-norm power iterations depend only on the weights and the stored vectors, so they
-    stay identical on every rank; ``broadcast_buffers`` keeps them in sync regardless.
+    Multi-process: under an initialised ``torch.distributed`` group (e.g. ``torchrun``), each
+    rank trains on its block of every global batch and only rank 0 writes files; the result
+    equals one process with the global batch (see :mod:`~darlkit.training.distributed`).
 
     Args:
         model: A ``darlkit.model.DARL`` (``.unet``, ``.generator``, ``.diffusion``,
@@ -196,9 +189,7 @@ class DARLTrainer:
             world_size=self.world_size, distributed=self.distributed, optimizer_g=optimizer_g,
             optimizer_d=optimizer_d, scheduler_g=scheduler_g, scheduler_d=scheduler_d,
         )
-        self.model = self.update.model
-        self.disc_mask = self.update.disc_mask
-        self.disc_image = self.update.disc_image
+        self.model, self.disc_mask, self.disc_image = self.update.model, self.update.disc_mask, self.update.disc_image
         self.step = 0
         self.validation = ValidationHistory()
         self.files = RunFiles.in_folder(self.out_dir) if self.out_dir is not None else None
@@ -207,20 +198,16 @@ class DARLTrainer:
         self.stop_reason: str | None = None
 
     # ------------------------------------------------------------------ helpers
-    @property
-    def best_dice(self) -> float:
-        """Best mean validation Dice so far (``-inf`` before the first)."""
-        return self.validation.best_dice
-
-    @property
-    def best_step(self) -> int:
-        """Step of :attr:`best_dice` (``-1`` before the first validation)."""
-        return self.validation.best_step
-
-    @property
-    def history(self) -> list[dict[str, Any]]:
-        """The validation records of this trainer, in order."""
-        return self.validation.records
+    best_dice = _delegate("best_dice", "validation")
+    best_step = _delegate("best_step", "validation")
+    history = _delegate("records", "validation")
+    g_params = _delegate("g_params")
+    d_params = _delegate("d_params")
+    opt_g = _delegate("opt_g")
+    opt_d = _delegate("opt_d")
+    pool_mask = _delegate("pool_mask")
+    ema = _delegate("ema")
+    _step_draws = _delegate("draws")  # (step, shape) -> (t_a, t_b, noise) of this rank
 
     def request_stop(self, reason: str) -> None:
         """Ask ``fit`` to stop after the current step (then validate and save as at the end).
@@ -236,19 +223,6 @@ class DARLTrainer:
         for cb in self.callbacks:
             getattr(cb, hook)(self, *args)
 
-    g_params = _delegate("g_params")
-    d_params = _delegate("d_params")
-    opt_g = _delegate("opt_g")
-    opt_d = _delegate("opt_d")
-    pool_mask = _delegate("pool_mask")
-    ema = _delegate("ema")
-
-    def _to_device(self, x: torch.Tensor) -> torch.Tensor:
-        return self.update.to_device(x)
-
-    def _step_draws(self, step: int, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.update.draws(step, shape)
-
     @property
     def eval_model(self) -> nn.Module:
         """The model used for validation and segmentation (the EMA copy if ``eval_ema``)."""
@@ -257,18 +231,10 @@ class DARLTrainer:
         return self.model
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """Run one iteration (see :class:`DARLStep`) at the current step and count it.
-
-        Args:
-            batch: Dict with ``"angiogram"``, ``"background"`` and ``"mask"``, each
-                (N, 1, H, W) in [-1, 1] (mask in {-1, 1}); N is this process's batch.
+        """Run one iteration at the current step and count it (see :meth:`DARLStep.__call__`).
 
         Returns:
-            The loss terms as floats: ``loss_g``, ``loss_diff``, ``loss_adv``, ``loss_cyc``,
-            ``loss_d``, ``loss_ds``, ``loss_da``.
-
-        Raises:
-            ValueError: If a key is missing.
+            The loss terms as floats (``loss_g``, ``loss_diff``, ..., ``loss_da``).
         """
         losses = self.update(batch, self.step)
         self.step += 1
@@ -292,7 +258,7 @@ class DARLTrainer:
             self.eval_model,
             val_data,
             segment=lambda model, image: segment_image(model, image, image_size=cfg.image_size, amp=cfg.amp),
-            to_device=self._to_device,
+            to_device=self.update.to_device,
             threshold=cfg.val_threshold,
             max_images=cfg.max_val_images if max_images is None else max_images,
             figure_rows=cfg.figure_rows,
@@ -321,7 +287,6 @@ class DARLTrainer:
             "format": CHECKPOINT_FORMAT,
             "step": self.step,
             "config": self.config.to_dict(),
-            "model_config": _config_or_none(self.model),
             **self.update.state_dict(),
             "rng": get_rng_state(),
             "best_dice": float(self.validation.best_dice),
@@ -337,9 +302,8 @@ class DARLTrainer:
                 trainer's configuration.
 
         Raises:
-            ValueError: If the checkpoint is not a darlkit training checkpoint, its
-                configuration does not match, or its optimisers, schedulers or EMA do not match
-                the trainer's.
+            ValueError: If the checkpoint is not a darlkit training checkpoint or its configuration,
+                optimisers, schedulers or EMA do not match the trainer's.
         """
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"not a darlkit training checkpoint (format {state.get('format')!r})")
@@ -412,7 +376,7 @@ class DARLTrainer:
             ValueError: If ``steps`` is negative or the data are unusable.
         """
         cfg = self.config
-        dataset, num_workers = _dataset_of(train_data, cfg.num_workers)
+        dataset, num_workers = dataset_of(train_data, cfg.num_workers)
         if resume:
             if resume is True:
                 if self.out_dir is None:
@@ -482,20 +446,3 @@ class DARLTrainer:
 
     def _out_of_time(self, start: float, limit: float) -> bool:
         return broadcast_flag(time.perf_counter() - start > limit, self.device, self.distributed)
-
-
-def _config_or_none(model: nn.Module) -> dict[str, Any] | None:
-    """``model.config`` (what ``darlkit.model.load_model`` rebuilds it from), or ``None`` for
-    networks that do not record their configuration."""
-    try:
-        return model.config
-    except (AttributeError, TypeError):
-        return None
-
-
-def _dataset_of(data: Dataset | DataLoader, default_workers: int) -> tuple[Dataset, int]:
-    if isinstance(data, DataLoader):
-        return data.dataset, data.num_workers
-    if not hasattr(data, "__getitem__") or not hasattr(data, "__len__"):
-        raise TypeError(f"train_data must be a Dataset or DataLoader, got {type(data).__name__}")
-    return data, default_workers
