@@ -10,7 +10,7 @@ from darlkit.synthesis.angiogram import add_quantum_noise, render_angiogram, ren
 from darlkit.synthesis.ssvs import apply_warp_grid, paint_rectangles, painted_box, ssvs_rectangles, ssvs_warp_grid, warp_ssvs_masks
 from darlkit.synthesis.synthesizer import STYLES, FractalVesselSynthesizer, VesselMaskStream
 from darlkit.synthesis.tree import TreeParams, grow_vessel_tree, render_capsules
-from darlkit.synthesis.writer import CROP_MIN_VESSEL_FRACTION, crop_window, write_synthetic_xcad
+from darlkit.synthesis.writer import CROP_MIN_VESSEL_FRACTION, SyntheticXCADSpec, crop_window, write_synthetic_xcad
 
 __all__ = [
     "FractalVesselSynthesizer",
@@ -30,6 +30,7 @@ __all__ = [
     "add_quantum_noise",
     "vessel_chord",
     "write_synthetic_xcad",
+    "SyntheticXCADSpec",
     "crop_window",
     "CROP_MIN_VESSEL_FRACTION",
 ]

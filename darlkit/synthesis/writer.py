@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from darlkit.data.io import from_unit_range
 from darlkit.synthesis._seeding import as_seed_sequence, child_sequence
 from darlkit.synthesis.angiogram import render_angiogram, render_background
 from darlkit.synthesis.synthesizer import STYLES, FractalVesselSynthesizer
 
-__all__ = ["write_synthetic_xcad", "crop_window", "SYNTH_FOLDERS", "CROP_MIN_VESSEL_FRACTION"]
+__all__ = ["write_synthetic_xcad", "SyntheticXCADSpec", "crop_window", "SYNTH_FOLDERS", "CROP_MIN_VESSEL_FRACTION"]
 
 SYNTH_FOLDERS: tuple[str, ...] = ("train/trainA", "train/trainB", "train/trainC", "test/images", "test/masks")
 """Folders written by ``write_synthetic_xcad``, relative to the output root."""
@@ -80,8 +83,8 @@ class _Cropper:
 
 
 def _to_u8(x: torch.Tensor) -> np.ndarray:
-    """(1, H, W) float in [-1, 1] -> (H, W) uint8."""
-    return ((x[0].clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8).numpy()
+    """(1, H, W) float in [-1, 1] -> (H, W) uint8 (renders may overshoot by rounding: clamped)."""
+    return from_unit_range(x[0], clip=True).numpy()
 
 
 def _save(arr: np.ndarray, path: Path) -> None:
@@ -136,20 +139,69 @@ def _run_job(job: tuple) -> int:
     return _write_train_chunk(*args) if kind == "train" else _write_test_chunk(*args)
 
 
+def _check_count(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class SyntheticXCADSpec:
+    """What :func:`write_synthetic_xcad` writes (validated on construction).
+
+    Attributes:
+        n_train: Images per training folder (XCAD: 1621).
+        n_test: Test images (XCAD: 134).
+        size: Image side in pixels, even and >= 32 (XCAD: 512).
+        seed: Non-negative int; every image depends only on ``(seed, folder, index)``.
+        train_style: Mask style of ``trainA`` (see ``FractalVesselSynthesizer``).
+        angiogram_style: Mask style of the vessels drawn into ``trainB``.
+        test_style: Mask style of the test set.
+        crop: Side of the saved window (even, 32 <= crop <= size), or None (or ``size``) to save
+            whole images.
+
+    Raises:
+        ValueError: On a bad count, size, crop, style or seed.
+    """
+
+    n_train: int = 1621
+    n_test: int = 134
+    size: int = 512
+    seed: int = 0
+    train_style: str = "ssvs"
+    angiogram_style: str = "tree"
+    test_style: str = "tree"
+    crop: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, lo in (("n_train", 0), ("n_test", 0), ("seed", 0)):
+            _check_count(name, getattr(self, name), lo)
+        if self.n_train + self.n_test == 0:
+            raise ValueError("n_train and n_test are both 0: nothing to write")
+        size, crop = self.size, self.crop
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 32 or size % 2:
+            raise ValueError(f"size must be an even int >= 32, got {size!r}")
+        if crop is not None and (
+            isinstance(crop, bool) or not isinstance(crop, (int, np.integer)) or crop < 32 or crop % 2 or crop > size
+        ):
+            raise ValueError(f"crop must be None or an even int with 32 <= crop <= size={size}, got {crop!r}")
+        for name in ("test_style", "train_style", "angiogram_style"):
+            if getattr(self, name) not in STYLES:
+                raise ValueError(f"{name} must be one of {STYLES}, got {getattr(self, name)!r}")
+
+    @property
+    def window(self) -> int | None:
+        """The saved window side, or ``None`` for whole images (``crop`` None or equal to ``size``)."""
+        return None if self.crop is None or self.crop == self.size else int(self.crop)
+
+
 def write_synthetic_xcad(
     out: str | os.PathLike,
-    n_train: int = 1621,
-    n_test: int = 134,
-    size: int = 512,
-    seed: int = 0,
+    spec: SyntheticXCADSpec | None = None,
+    *,
     overwrite: bool = False,
     progress: bool = True,
-    test_style: str = "tree",
-    train_style: str = "ssvs",
-    *,
-    angiogram_style: str = "tree",
     workers: int = 0,
-    crop: int | None = None,
+    **fields: object,
 ) -> Path:
     """Write a synthetic dataset in the exact XCAD layout (8-bit grayscale PNGs).
 
@@ -178,44 +230,32 @@ def write_synthetic_xcad(
 
     Args:
         out: Output root folder (created if missing).
-        n_train: Images per training folder (XCAD: 1621).
-        n_test: Test images (XCAD: 134).
-        size: Image side in pixels, even and >= 32 (XCAD: 512).
-        seed: Non-negative int.
+        spec: What to write (default: ``SyntheticXCADSpec()``, the XCAD counts and size).
         overwrite: Allow a non-empty ``out``: the PNGs already in the five XCAD folders are deleted
             first (nothing else is touched). Without it a non-empty ``out`` raises ``FileExistsError``.
         progress: Show a tqdm progress bar.
-        test_style: Mask style of the test set (see ``FractalVesselSynthesizer``).
-        train_style: Mask style of ``trainA``.
-        angiogram_style: Mask style of the vessels drawn into ``trainB``.
         workers: Worker processes (0 = in this process). Output does not depend on it. Each
             process (this one too when ``workers=0``, for the duration of the call) uses one torch
             intra-op thread: the work is many small tensor ops, which threads only slow down.
-        crop: Side of the saved window (even, 32 <= crop <= size), or None (or ``size``) to save whole
-            images.
+        **fields: :class:`SyntheticXCADSpec` fields that replace those of ``spec``
+            (e.g. ``n_train=8, size=64``).
 
     Returns:
         The output root as a ``Path``.
 
     Raises:
-        ValueError: On a bad count, size, style or seed.
+        TypeError: On a keyword that is not a :class:`SyntheticXCADSpec` field.
+        ValueError: On a bad count, size, crop, style, seed or ``workers``.
         FileExistsError: If ``out`` is a non-empty folder and ``overwrite`` is False, or a file.
     """
-    for name, v, lo in (("n_train", n_train, 0), ("n_test", n_test, 0), ("seed", seed, 0), ("workers", workers, 0)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-            raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
-    if n_train + n_test == 0:
-        raise ValueError("n_train and n_test are both 0: nothing to write")
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 32 or size % 2:
-        raise ValueError(f"size must be an even int >= 32, got {size!r}")
-    if crop is not None and (
-        isinstance(crop, bool) or not isinstance(crop, (int, np.integer)) or crop < 32 or crop % 2 or crop > size
-    ):
-        raise ValueError(f"crop must be None or an even int with 32 <= crop <= size={size}, got {crop!r}")
-    crop = None if crop is None or crop == size else int(crop)  # a full-size window is the whole image
-    for name, v in (("test_style", test_style), ("train_style", train_style), ("angiogram_style", angiogram_style)):
-        if v not in STYLES:
-            raise ValueError(f"{name} must be one of {STYLES}, got {v!r}")
+    names = {f.name for f in dataclasses.fields(SyntheticXCADSpec)}
+    unknown = sorted(set(fields) - names)
+    if unknown:
+        raise TypeError(f"write_synthetic_xcad got unknown option(s) {unknown}; SyntheticXCADSpec fields: {sorted(names)}")
+    spec = dataclasses.replace(spec if spec is not None else SyntheticXCADSpec(), **fields)
+    _check_count("workers", workers, 0)
+    n_train, n_test, crop = spec.n_train, spec.n_test, spec.window
+    train_style, angiogram_style, test_style = spec.train_style, spec.angiogram_style, spec.test_style
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise FileExistsError(f"output {root} exists and is not a folder")
@@ -230,8 +270,8 @@ def write_synthetic_xcad(
                         f.unlink()
     for folder in SYNTH_FOLDERS:
         (root / folder).mkdir(parents=True, exist_ok=True)
-    base = as_seed_sequence(int(seed))
-    size = int(size)
+    base = as_seed_sequence(int(spec.seed))
+    size = int(spec.size)
     jobs: list[tuple] = []
     for a in range(0, n_train, _CHUNK):
         jobs.append(("train", root, base, size, a, min(a + _CHUNK, n_train), n_train, train_style, angiogram_style, crop))

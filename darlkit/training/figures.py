@@ -8,14 +8,17 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from darlkit.data.io import from_unit_range
+
 __all__ = ["save_figure"]
 
 
-def _to_uint8(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+def _to_uint8(x: torch.Tensor, *, binary: bool = False) -> torch.Tensor:
+    """A (1, H, W) or (H, W) tile in [-1, 1] (``binary``: in [0, 1]) as (H, W) uint8; NaN shows as 0."""
     x = x.detach().float().cpu()
-    if x.dim() == 3:
-        x = x[0]
-    return ((x.clamp(lo, hi) - lo) / (hi - lo) * 255.0).round().to(torch.uint8)
+    x = x[0] if x.dim() == 3 else x
+    x = x * 2 - 1 if binary else x
+    return from_unit_range(torch.nan_to_num(x, nan=-1.0), clip=True)
 
 
 def save_figure(
@@ -29,7 +32,8 @@ def save_figure(
         examples: (image in [-1, 1], prediction in [-1, 1], truth in {0, 1}) triples, each
             (1, H, W); one row per triple.
         synth: A synthetic angiogram (1, h, w) in [-1, 1] from the last training step, resized
-            (nearest) into the last column of every row; ``None`` leaves it black.
+            (nearest) into the last column of every row; ``None`` leaves it black. Values outside
+            the ranges are clamped and NaN is drawn black (a figure of a diverging run).
         path: Destination PNG.
 
     Returns:
@@ -44,10 +48,10 @@ def save_figure(
     for image, pred, truth in examples:
         if image.shape[-2:] != (h, w):
             continue
-        tiles = [_to_uint8(image, -1, 1), _to_uint8(pred, -1, 1), _to_uint8(truth, 0, 1)]
+        tiles = [_to_uint8(image), _to_uint8(pred), _to_uint8(truth, binary=True)]
         if synth is not None:
             s = F.interpolate(synth.float().reshape(1, 1, *synth.shape[-2:]), size=(h, w), mode="nearest")[0]
-            tiles.append(_to_uint8(s, -1, 1))
+            tiles.append(_to_uint8(s))
         else:
             tiles.append(torch.zeros(h, w, dtype=torch.uint8))
         sep = torch.full((h, 2), 255, dtype=torch.uint8)
