@@ -197,3 +197,18 @@ def test_table12_small_size_both_conventions_and_cli(tmp_path, capsys):
             p_row["a_path"] + p_row["b_path"] + p_row["cycle"] * p_row["cycle_mult"] + 2 * p_row["disc"]
         )
     assert main(["flops", "--size", "100"]) == 2
+
+
+def test_switchable_spade_owns_its_paper_rule_and_a_registered_rule_overrides_it():
+    assert get_mac_rule(SwitchableSPADE) is SwitchableSPADE.paper_macs
+    layer = SwitchableSPADE(4, 2, hidden_channels=4)
+    x = torch.randn(1, 4, 8, 8)
+    assert layer.paper_macs((x,), {}, None) == 2 * x.numel()
+    assert layer.paper_macs((x, torch.zeros(1, 2, 8, 8)), {}, None) == x.numel()
+    own = count_macs(layer, x).total
+    try:
+        register_mac_rule(SwitchableSPADE, lambda mod, a, kw, out: 1000, exclusive_children=("param_norm",))
+        assert count_macs(layer, x).total == own - 2 * x.numel() + 1000
+    finally:
+        unregister_mac_rule(SwitchableSPADE)
+    assert count_macs(layer, x).total == own

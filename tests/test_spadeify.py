@@ -191,7 +191,7 @@ def test_segmap_withdrawn_after_call_and_on_exception():
     assert torch.equal(wrapper(x), plain)
     with pytest.raises(RuntimeError, match="boom"):
         wrapper(x, segmap=torch.ones(1, 4, 4, dtype=torch.long), fail=True)
-    assert wrapper._slot.get() is None
+    assert wrapper.segmap_context.get() is None
     assert torch.equal(wrapper(x), plain)
     # the layer on its own (outside a wrapper call) is the affine path
     assert torch.equal(wrapper.model.norm(x), plain)
@@ -232,7 +232,7 @@ def test_wrapper_validates_segmap():
         wrapper(x, segmap=torch.full((2, 2, 16, 16), float("nan")))
     with pytest.raises(ValueError, match="batch size must be 1 or match x's batch size 2, got 3"):
         wrapper(x, segmap=torch.randint(0, 2, (3, 16, 16)))
-    assert wrapper._slot.get() is None
+    assert wrapper.segmap_context.get() is None
 
 
 def test_selection_and_errors():
@@ -298,8 +298,8 @@ def test_copies_state_dict_and_pickle():
         ref_plain, ref_masked = wrapper(x), wrapper(x, segmap=mask)
         for clone in (copy.deepcopy(wrapper), pickle.loads(pickle.dumps(wrapper))):
             layers = list(clone.spade_layers.values())
-            assert all(layer._segmap_slot is clone._slot for layer in layers)
-            assert clone._slot is not wrapper._slot
+            assert all(layer.segmap_context is clone.segmap_context for layer in layers)
+            assert clone.segmap_context is not wrapper.segmap_context
             assert torch.equal(clone(x, segmap=mask), ref_masked) and torch.equal(clone(x), ref_plain)
         fresh = spadeify(ResnetGenerator(), 2, hidden_channels=4).eval()
         fresh.load_state_dict(wrapper.state_dict(), strict=True)
@@ -372,3 +372,31 @@ def test_compose_spade_example_smoke(capsys):
     assert module.main(["--smoke", "--size", "16"]) == 0
     out = capsys.readouterr().out
     assert "9 SwitchableSPADE layers" in out and out.rstrip().endswith("OK")
+
+
+def test_segmap_context_feeds_bound_layers_and_an_explicit_segmap_wins():
+    from darlkit.layers import SegmapContext
+
+    layer = SwitchableSPADE(4, 2, hidden_channels=4).eval()
+    ctx = SegmapContext()
+    layer.bind_segmap_context(ctx)
+    x = torch.randn(1, 4, 8, 8)
+    mask = torch.zeros(1, 2, 8, 8)
+    mask[:, 1, :, :4] = 1
+    mask[:, 0, :, 4:] = 1
+    with torch.no_grad():
+        plain, explicit = layer(x), layer(x, mask)
+        with ctx.use(mask):
+            assert torch.equal(layer(x), explicit)
+            assert torch.equal(layer(x, torch.flip(mask, dims=[1])), layer(x, torch.flip(mask, dims=[1])))
+            with ctx.use(None):  # nested: no mask inside
+                assert torch.equal(layer(x), plain)
+            assert ctx.get() is mask
+    assert ctx.get() is None
+    with pytest.raises(ValueError, match="already bound to another SegmapContext"):
+        layer.bind_segmap_context(SegmapContext())
+    with pytest.raises(TypeError, match="SegmapContext or None"):
+        layer.bind_segmap_context(object())
+    layer.bind_segmap_context(None)
+    with ctx.use(mask), torch.no_grad():
+        assert torch.equal(layer(x), plain)  # unbound: the context is not read

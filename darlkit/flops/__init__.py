@@ -2,7 +2,7 @@
 
 * ``count_macs(module, *args, convention="paper") -> MacReport``,
 * ``register_mac_rule`` / ``unregister_mac_rule`` / ``get_mac_rule`` -- the paper
-  convention's per-module-type rule registry (darlkit's ``SwitchableSPADE`` has one),
+  convention's per-module-type rules (a layer may own its rule: ``SwitchableSPADE.paper_macs``),
 * ``compute_table12`` / ``format_table12`` -- Table 12 (``darlkit flops``,
   ``benchmarks/table12.py``).
 """
@@ -16,7 +16,6 @@ from darlkit.flops.counter import (
     register_mac_rule,
     unregister_mac_rule,
 )
-from darlkit.flops.rules import switchable_spade_macs
 from darlkit.flops.table12 import (
     PAPER_COMPONENT_GMACS,
     PAPER_TABLE12,
@@ -34,7 +33,6 @@ __all__ = [
     "register_mac_rule",
     "unregister_mac_rule",
     "get_mac_rule",
-    "switchable_spade_macs",
     "PAPER_TABLE12",
     "PAPER_COMPONENT_GMACS",
     "Table12",

@@ -13,8 +13,10 @@
 
 Rules are looked up along the module type's MRO, so a subclass of ``nn.Conv2d`` is counted
 as a convolution (ptflops matched exact types; darlkit's networks contain no such
-subclasses, so the totals agree). ``register_mac_rule`` adds rules, e.g. for modules
-that call fused kernels in place of ``nn`` norm modules (darlkit's ``SwitchableSPADE``).
+subclasses, so the totals agree). A module class can own its rule: a ``paper_macs(self, args,
+kwargs, out) -> int`` method (and ``paper_mac_exclusive_children``, the children it replaces),
+as darlkit's ``SwitchableSPADE`` has for its fused kernels; ``register_mac_rule`` adds or
+overrides rules from outside (a registered rule of the same class wins).
 """
 
 from __future__ import annotations
@@ -166,6 +168,8 @@ def _lookup(module_type: type) -> _RuleEntry | None:
         entry = _PAPER_RULES.get(t)
         if entry is not None:
             return entry
+        if "paper_macs" in vars(t):  # the layer owns its rule (e.g. darlkit's SwitchableSPADE)
+            return _RuleEntry(vars(t)["paper_macs"], tuple(getattr(t, "paper_mac_exclusive_children", ())))
     return None
 
 

@@ -156,8 +156,6 @@ def compute_table12(
     for c in conventions:
         if c not in CONVENTIONS:
             raise ValueError(f"conventions must be drawn from {CONVENTIONS}, got {c!r}")
-    import darlkit.flops.rules  # noqa: F401  (SwitchableSPADE rule)
-
     nets = networks or _build_networks()
     x1 = torch.zeros(1, 1, size, size)
     x2 = torch.zeros(1, 2, size, size)

@@ -5,9 +5,11 @@
 - `prepare_segmap`: validate a mask/label map and make a float one-hot map at a size.
 - `spadeify` / `SpadeifiedModel`: convert any generator's norms into S-SPADE layers and call it
   with or without a mask.
+- `SegmapContext`: the per-thread segmap a wrapper hands to the S-SPADE layers bound to it.
 - `create_layer` / `list_layers` / `register_layer`: build layers by name.
 """
 
+from darlkit.layers.context import SegmapContext
 from darlkit.layers.registry import create_layer, list_layers, register_layer
 from darlkit.layers.resblock import SPADEResBlock
 from darlkit.layers.segmap import is_label_map, prepare_segmap
@@ -22,6 +24,7 @@ __all__ = [
     "SPADEResBlock",
     "SpadeifiedModel",
     "spadeify",
+    "SegmapContext",
     "prepare_segmap",
     "is_label_map",
     "default_num_groups",

@@ -10,7 +10,6 @@ touched: the inserted layers are called as `norm(x)` exactly like the norms they
 from __future__ import annotations
 
 import copy
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -19,6 +18,7 @@ from torch import nn
 
 from darlkit.layers.segmap import prepare_segmap
 from darlkit._validation import check_int
+from darlkit.layers.context import SegmapContext
 from darlkit.layers.spade import SwitchableSPADE
 
 __all__ = ["spadeify", "SpadeifiedModel", "NORM_TYPES"]
@@ -31,38 +31,14 @@ NORM_TYPES: dict[str, type[nn.Module]] = {
 """Accepted entries of `spadeify(norm_types=...)`, with the module class each one replaces."""
 
 
-class _SegmapSlot:
-    """Per-thread holder of the segmap of the wrapper call in progress.
-
-    Copies (`copy.deepcopy`, pickling) start empty; `deepcopy`'s memo keeps a copied
-    wrapper and its copied layers sharing one new slot.
-    """
-
-    def __init__(self) -> None:
-        self._local = threading.local()
-
-    def get(self) -> torch.Tensor | None:
-        return getattr(self._local, "value", None)
-
-    def set(self, value: torch.Tensor | None) -> torch.Tensor | None:
-        previous = self.get()
-        self._local.value = value
-        return previous
-
-    def __deepcopy__(self, memo: dict) -> "_SegmapSlot":
-        return _SegmapSlot()
-
-    def __reduce__(self):
-        return (_SegmapSlot, ())
-
-
 class SpadeifiedModel(nn.Module):
     """Wrapper that feeds a segmap to every `SwitchableSPADE` inside `model`.
 
     `forward(*args, segmap=None, **kwargs)` validates the segmap once (`prepare_segmap`,
-    one-hot encoding label maps at their own size), publishes it to all `SwitchableSPADE`
-    layers of `model` for the duration of `model(*args, **kwargs)`, and withdraws it
-    afterwards, also when the call raises. The segmap is held per thread, so concurrent
+    one-hot encoding label maps at their own size) and sets it in the wrapper's
+    `segmap_context` (a `SegmapContext` that every `SwitchableSPADE` of `model` is bound to)
+    for the duration of `model(*args, **kwargs)`, withdrawing it afterwards, also when the
+    call raises. The segmap is held per thread, so concurrent
     calls from several threads (each with its own segmap) do not interfere, and calls nest.
     A layer that is given a segmap explicitly (`layer(x, s)`) uses that one.
 
@@ -79,6 +55,9 @@ class SpadeifiedModel(nn.Module):
         TypeError: If `model` is not an `nn.Module`.
         ValueError: If `model` has no `SwitchableSPADE`, a layer's `label_nc` differs, or
             a layer is already bound to another `SpadeifiedModel`.
+
+    Attributes:
+        segmap_context: The `SegmapContext` of this wrapper's calls.
 
     Note:
         Do not give `model` a keyword argument named `segmap`: the wrapper consumes it.
@@ -98,15 +77,15 @@ class SpadeifiedModel(nn.Module):
                 raise ValueError(
                     f"layer {name or '<root>'!r} has label_nc={layer.label_nc}, expected {label_nc}"
                 )
-            if layer._segmap_slot is not None:
+            if layer.segmap_context is not None:
                 raise ValueError(
                     f"layer {name or '<root>'!r} is already bound to another SpadeifiedModel; "
                     "wrap a copy of the model, or keep using the first wrapper"
                 )
         self.model = model
-        self._slot = _SegmapSlot()
+        self.segmap_context = SegmapContext()
         for _, layer in layers:
-            layer._segmap_slot = self._slot
+            layer.bind_segmap_context(self.segmap_context)
 
     @property
     def spade_layers(self) -> dict[str, SwitchableSPADE]:
@@ -134,11 +113,8 @@ class SpadeifiedModel(nn.Module):
         """
         if segmap is not None:
             segmap = prepare_segmap(segmap, self.label_nc)
-        previous = self._slot.set(segmap)
-        try:
+        with self.segmap_context.use(segmap):
             return self.model(*args, **kwargs)
-        finally:
-            self._slot.set(previous)
 
     def extra_repr(self) -> str:
         return f"label_nc={self.label_nc}, spade_layers={len(self.spade_layers)}"

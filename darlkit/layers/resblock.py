@@ -118,8 +118,8 @@ class SPADEResBlock(nn.Module):
                 f"x must have shape (N, in_channels={self.in_channels}, H, W), got {tuple(x.shape)}"
             )
         s = segmap
-        if s is None and self.norm_0._segmap_slot is not None:
-            s = self.norm_0._segmap_slot.get()
+        if s is None and self.norm_0.segmap_context is not None:
+            s = self.norm_0.segmap_context.get()
         if s is not None:
             # Validate and resize once; the three norms then share the prepared map.
             s = prepare_segmap(

@@ -16,6 +16,7 @@ from torch import nn
 
 from darlkit import kernels
 from darlkit._validation import check_int
+from darlkit.layers.context import SegmapContext
 from darlkit.layers.segmap import prepare_segmap
 
 __all__ = ["SwitchableSPADE", "PARAM_FREE_NORMS", "ACTIVATIONS", "default_num_groups"]
@@ -197,8 +198,7 @@ class SwitchableSPADE(nn.Module):
         self.activation = activation
         self.negative_slope = float(negative_slope)
         self.backend = backend
-        # Where a wrapping ``SpadeifiedModel`` publishes the segmap of the current call.
-        self._segmap_slot = None
+        self.segmap_context: SegmapContext | None = None
 
         # Registration order matches the released checkpoint's key order.
         if param_free_norm == "instance":
@@ -265,8 +265,8 @@ class SwitchableSPADE(nn.Module):
                 `prepare_segmap`).
         """
         self._check_x(x)
-        if segmap is None and self._segmap_slot is not None:
-            segmap = self._segmap_slot.get()
+        if segmap is None and self.segmap_context is not None:
+            segmap = self.segmap_context.get()
             check_segmap = False  # validated by the wrapper
         channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
         if segmap is None:
@@ -276,6 +276,50 @@ class SwitchableSPADE(nn.Module):
         if channels_last and not out.is_contiguous(memory_format=torch.channels_last):
             out = out.contiguous(memory_format=torch.channels_last)
         return out
+
+    def bind_segmap_context(self, context: SegmapContext | None) -> None:
+        """Read the segmap from ``context`` when called without one (``None``: unbind).
+
+        Args:
+            context: A :class:`~darlkit.layers.SegmapContext`, or ``None``.
+
+        Raises:
+            TypeError: If ``context`` is neither.
+            ValueError: If the layer is already bound to another context (unbind it first).
+        """
+        if context is not None and not isinstance(context, SegmapContext):
+            raise TypeError(f"context must be a SegmapContext or None, got {type(context).__name__}")
+        if context is not None and self.segmap_context not in (None, context):
+            raise ValueError("this SwitchableSPADE is already bound to another SegmapContext")
+        self.segmap_context = context
+
+    paper_mac_exclusive_children: tuple[str, ...] = ("param_norm", "param_free_norm")
+    """Children whose own paper-convention counts :meth:`paper_macs` replaces (``darlkit.flops``)."""
+
+    def paper_macs(self, args: tuple, kwargs: dict, out: Any) -> int:
+        """Paper-convention MACs of one call (the norm only), the rule ``darlkit.flops`` uses.
+
+        The layer evaluates its normalisation with functional (fused) kernels instead of ``nn``
+        norm modules, so a module-hook counter would miss what the released eager layer counted:
+        with a segmap, the parameter-free ``InstanceNorm2d`` (no affine) counts ``numel(x)``;
+        without one, the affine ``param_norm`` counts ``2 * numel(x)``. The ``mlp_*`` children
+        count themselves; the fused LeakyReLU counts nothing (the release used the functional
+        ``F.leaky_relu``).
+
+        Args:
+            args: Positional call arguments ``(x, [segmap])``; ``x`` is (N, C, H, W).
+            kwargs: Keyword call arguments (``segmap`` may be given here).
+            out: The output (unused).
+
+        Returns:
+            ``numel(x)`` with a segmap (given or from the bound context), else ``2 * numel(x)``.
+        """
+        x = args[0]
+        segmap = args[1] if len(args) > 1 else kwargs.get("segmap")
+        if segmap is None and self.segmap_context is not None:
+            segmap = self.segmap_context.get()
+        n = x.numel() if isinstance(x, torch.Tensor) else 0
+        return n if segmap is not None else 2 * n
 
     def _affine(self, x: torch.Tensor) -> torch.Tensor:
         norm = self.param_norm
