@@ -4,12 +4,12 @@ Usage::
 
     python benchmarks/table12.py [--size 256] [--convention both|paper|exact] [--json PATH]
 
-The logic lives in ``darlkit.flops.table12``; ``darlkit flops`` runs the same thing.
+The counting lives in ``darlkit.flops.table12``; this script runs ``darlkit flops``.
 """
 
 import sys
 
-from darlkit.flops.table12 import table12_main
+from darlkit.cli import main
 
 if __name__ == "__main__":
-    sys.exit(table12_main())
+    sys.exit(main(["flops", *sys.argv[1:]]))

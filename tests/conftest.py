@@ -15,22 +15,42 @@ XCAD_SAMPLE = SHARED / "data" / "xcad-sample"
 # Keep CPU tests reproducible and light on a 2-core machine (pytest-xdist runs 2 workers).
 torch.set_num_threads(int(os.environ.get("DARLKIT_TEST_THREADS", "1")))
 
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
 try:
     from hypothesis import settings
 
+    # The same examples locally and in CI: a failure seen in one place reproduces in the other.
+    # HYPOTHESIS_PROFILE=explore draws fresh random examples (to hunt for new failures).
     settings.register_profile("ci", max_examples=30, deadline=None, derandomize=True)
-    settings.register_profile("dev", max_examples=30, deadline=None)
-    settings.load_profile("ci" if os.environ.get("CI") else "dev")
+    settings.register_profile("explore", max_examples=200, deadline=None)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 except ImportError:  # pragma: no cover - hypothesis is a dev dependency
     pass
 
 
+def shared_path(path: Path, what: str) -> Path:
+    """``path`` under ``../shared`` if it exists; else skip the test, or fail it in CI (``CI=true``).
+
+    Args:
+        path: A file or folder below ``SHARED``.
+        what: What it is, for the message.
+
+    Returns:
+        ``path``.
+    """
+    if not path.exists():
+        message = f"{what} not found at {path}"
+        if IN_CI:
+            pytest.fail(f"{message} (CI=true: the shared test data must be present)")
+        pytest.skip(message)
+    return path
+
+
 @pytest.fixture
 def xcad_sample() -> Path:
-    """Path of the 10-PNG XCAD sample in ``../shared/data/xcad-sample`` (skips if absent)."""
-    if not XCAD_SAMPLE.is_dir():
-        pytest.skip(f"XCAD sample not found at {XCAD_SAMPLE}")
-    return XCAD_SAMPLE
+    """Path of the 10-PNG XCAD sample in ``../shared/data/xcad-sample`` (skipped if absent, failed in CI)."""
+    return shared_path(XCAD_SAMPLE, "XCAD sample")
 
 
 @pytest.fixture(autouse=True)

@@ -24,17 +24,20 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("script", "extra"),
+    ("script", "extra", "expect", "writes"),
     [
-        ("examples/compose_spade.py", []),
-        ("examples/synth_masks.py", []),
-        ("examples/train_xcad.py", ["--out", "run"]),
-        ("examples/segment.py", ["--out", "masks"]),
+        ("examples/compose_spade.py", [], "", None),
+        ("examples/synth_masks.py", [], "", None),
+        ("examples/train_xcad.py", ["--out", "run"], "best Dice", "run/last.pt"),
+        ("examples/segment.py", ["--out", "masks"], "wrote 2 mask(s)", None),  # --smoke writes to a temp dir
     ],
 )
-def test_example_smoke(script: str, extra: list[str], tmp_path: Path) -> None:
+def test_example_smoke(script: str, extra: list[str], expect: str, writes: str | None, tmp_path: Path) -> None:
     proc = _run([str(REPO / script), "--smoke", *extra], cwd=tmp_path)
     assert proc.stdout.strip(), f"{script} printed nothing"
+    assert expect in proc.stdout, f"{script} did not print {expect!r}:\n{proc.stdout}"
+    if writes is not None:
+        assert (tmp_path / writes).exists(), f"{script} did not write {writes}"
 
 
 def test_every_example_is_smoke_tested() -> None:

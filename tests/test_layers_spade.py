@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import shared_path
 import torch
 import torch.nn.functional as F
 from hypothesis import given
@@ -383,8 +384,7 @@ def test_extra_repr():
 
 
 def _released_block(prefix: str) -> dict[str, tuple[int, ...]]:
-    if not RELEASED.is_file():
-        pytest.skip(f"{RELEASED} not found")
+    shared_path(RELEASED, "the released checkpoint's key list")
     out = {}
     for line in RELEASED.read_text().splitlines():
         m = re.match(r"^segment_fn\." + re.escape(prefix) + r"\.(\S+)\t\(([\d, ]*)\)$", line)

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import pytest
+from conftest import shared_path
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -41,8 +42,7 @@ def small_gen(**kw) -> SPADEGenerator:
 
 
 def released_shapes(section: str, prefix: str = "") -> dict[str, tuple[int, ...]]:
-    if not RELEASED_TXT.is_file():
-        pytest.skip(f"{RELEASED_TXT} not found")
+    shared_path(RELEASED_TXT, "the released checkpoint's key list")
     out, sec = {}, None
     for line in RELEASED_TXT.read_text().splitlines():
         if line.startswith("["):

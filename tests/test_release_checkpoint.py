@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 
 import pytest
+from conftest import shared_path
 import torch
 import torch.nn.functional as F
 
@@ -25,8 +26,7 @@ RELEASED_TXT = Path(__file__).resolve().parents[2] / "shared" / "released_state_
 
 
 def released_layout() -> dict[str, dict[str, tuple[int, ...]]]:
-    if not RELEASED_TXT.is_file():
-        pytest.skip(f"{RELEASED_TXT} not found")
+    shared_path(RELEASED_TXT, "the released checkpoint's key list")
     out: dict[str, dict[str, tuple[int, ...]]] = {}
     sec = None
     for line in RELEASED_TXT.read_text().splitlines():

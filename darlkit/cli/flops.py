@@ -1,10 +1,36 @@
-"""``darlkit flops``: print the paper's Table 12 (training GMACs of SSVS and DARL)."""
+"""``darlkit flops``: print the paper's Table 12 (training GMACs of SSVS and DARL).
+
+``benchmarks/table12.py`` runs the same command.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "add_table12_arguments", "run"]
+
+
+def add_table12_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the Table 12 options (``--size``, ``--convention``, ``--json``) to a parser.
+
+    Args:
+        parser: Parser to extend.
+
+    Returns:
+        The parser.
+    """
+    from darlkit.flops import CONVENTIONS
+
+    parser.add_argument("--size", type=int, default=256, help="image side, multiple of 32 (default 256)")
+    parser.add_argument(
+        "--convention",
+        choices=("both", *CONVENTIONS),
+        default="both",
+        help="MAC convention: paper, exact or both (default both)",
+    )
+    parser.add_argument("--json", metavar="PATH", default=None, help="also write the tables as JSON to PATH")
+    return parser
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -16,20 +42,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     Returns:
         The sub-command's parser.
     """
-    from darlkit.flops.table12 import build_arg_parser
-
     parser = subparsers.add_parser(
         "flops",
         help="print paper Table 12 (training GMACs) in the paper and exact conventions",
         description="Count the MACs of one DARL / SSVS training iteration (paper Table 12).",
     )
-    build_arg_parser(parser)
+    add_table12_arguments(parser)
     parser.set_defaults(run=run)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``darlkit flops``.
+    """Compute, print and optionally save Table 12 (``darlkit flops``).
 
     Args:
         args: Parsed arguments (``size``, ``convention``, ``json``).
@@ -37,6 +61,14 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         Exit status 0.
     """
-    from darlkit.flops.table12 import run_table12
+    from darlkit.flops import CONVENTIONS, compute_table12, format_table12
+    from darlkit.flops.table12 import table12_json
 
-    return run_table12(args)
+    conventions = CONVENTIONS if args.convention == "both" else (args.convention,)
+    tables = compute_table12(args.size, conventions)
+    print(format_table12(tables))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(table12_json(tables), fh, indent=2)
+        print(f"wrote {args.json}")
+    return 0

@@ -21,9 +21,6 @@ convention over-counts; at larger sizes DARL's attention products can make it hi
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -40,7 +37,7 @@ __all__ = [
     "Table12",
     "compute_table12",
     "format_table12",
-    "table12_main",
+    "table12_json",
 ]
 
 PAPER_TABLE12: dict[str, dict[str, float]] = {
@@ -247,68 +244,18 @@ def format_table12(tables: Sequence[Table12]) -> str:
     return "\n".join(out)
 
 
-def _to_json(tables: Sequence[Table12]) -> dict:
+def table12_json(tables: Sequence[Table12]) -> dict:
+    """The tables as JSON data, with the device, torch version and date of the count.
+
+    Args:
+        tables: Results of :func:`compute_table12`.
+
+    Returns:
+        ``{"device", "torch", "date", "tables": [...]}``.
+    """
     return {
         "device": device_name() + " (counts do not depend on the device)",
         "torch": torch.__version__,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "tables": [asdict(t) for t in tables],
     }
-
-
-def build_arg_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    """Add the Table 12 options (``--size``, ``--convention``, ``--json``) to a parser.
-
-    Args:
-        parser: Parser to extend (a new one when ``None``).
-
-    Returns:
-        The parser.
-    """
-    if parser is None:
-        parser = argparse.ArgumentParser(description="DARL paper Table 12: training complexity in GMACs.")
-    parser.add_argument("--size", type=int, default=256, help="image side, multiple of 32 (default 256)")
-    parser.add_argument(
-        "--convention",
-        choices=("both", *CONVENTIONS),
-        default="both",
-        help="MAC convention: paper, exact or both (default both)",
-    )
-    parser.add_argument("--json", metavar="PATH", default=None, help="also write the tables as JSON to PATH")
-    return parser
-
-
-def run_table12(args: argparse.Namespace) -> int:
-    """Compute, print and optionally save Table 12 for parsed arguments.
-
-    Args:
-        args: Namespace with ``size``, ``convention`` and ``json``.
-
-    Returns:
-        Exit status 0.
-    """
-    conventions = CONVENTIONS if args.convention == "both" else (args.convention,)
-    tables = compute_table12(args.size, conventions)
-    print(format_table12(tables))
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(_to_json(tables), fh, indent=2)
-        print(f"wrote {args.json}")
-    return 0
-
-
-def table12_main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``benchmarks/table12.py``.
-
-    Args:
-        argv: Command-line arguments (default ``sys.argv[1:]``).
-
-    Returns:
-        Exit status (0 on success, 2 on a bad argument).
-    """
-    args = build_arg_parser().parse_args(argv)
-    try:
-        return run_table12(args)
-    except ValueError as exc:
-        print(f"table12: error: {exc}", file=sys.stderr)
-        return 2

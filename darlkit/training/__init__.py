@@ -26,7 +26,7 @@ from darlkit.training.inference import (
 from darlkit.training.figures import save_figure
 from darlkit.training.logs import RunLog
 from darlkit.training.networks import NETWORK_FIELDS, build_networks, model_config, train_fields
-from darlkit.training.optim import OptimizerSpec, SchedulerSpec, build_optimizer, build_scheduler, paper_adam
+from darlkit.training.optim import build_optimizer, build_scheduler, paper_adam
 from darlkit.training.run_files import RunFiles
 from darlkit.training.sampler import StepSampler, collate, step_batches, step_draws
 from darlkit.training.step import DARLStep
@@ -45,8 +45,6 @@ __all__ = [
     "DARLStep",
     "Callback",
     "ProgressBar",
-    "OptimizerSpec",
-    "SchedulerSpec",
     "paper_adam",
     "build_optimizer",
     "build_scheduler",
