@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 import torch
 
 from darlkit._platform import device_name
+from darlkit._validation import check_int
 from darlkit.flops.counter import CONVENTIONS, count_macs
 
 __all__ = [
@@ -148,8 +149,7 @@ def compute_table12(
     """
     if isinstance(size, bool) or not isinstance(size, int) or size < 32 or size % 32:
         raise ValueError(f"size must be a positive multiple of 32, got {size!r}")
-    if not isinstance(ssvs_batch, int) or ssvs_batch < 1:
-        raise ValueError(f"ssvs_batch must be a positive int, got {ssvs_batch!r}")
+    check_int("ssvs_batch", ssvs_batch)
     for c in conventions:
         if c not in CONVENTIONS:
             raise ValueError(f"conventions must be drawn from {CONVENTIONS}, got {c!r}")

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from darlkit._validation import check_int
+
 __all__ = ["prepare_segmap", "is_label_map"]
 
 
@@ -94,8 +96,7 @@ def prepare_segmap(
     """
     if not isinstance(segmap, torch.Tensor):
         raise TypeError(f"segmap must be a torch.Tensor, got {type(segmap).__name__}")
-    if isinstance(label_nc, bool) or not isinstance(label_nc, int) or label_nc < 1:
-        raise ValueError(f"label_nc must be a positive int, got {label_nc!r}")
+    check_int("label_nc", label_nc)
     if segmap.is_complex():
         raise TypeError(f"segmap must be a real (float, integer or bool) tensor, got {segmap.dtype}")
     if dtype is not None and not dtype.is_floating_point:

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from darlkit._validation import check_int
 from darlkit.nets.config import ConfigMixin, network_config, network_from_config
 from darlkit.polyphase import polyphase_merge, polyphase_split
 
@@ -118,7 +119,7 @@ class DARL(ConfigMixin, nn.Module):
         self.generator = generator
         self.diffusion = diffusion
         T = int(diffusion.num_timesteps)
-        if isinstance(t_a_max, bool) or not isinstance(t_a_max, int) or not 1 <= t_a_max <= T:
+        if check_int("t_a_max", t_a_max) > T:
             raise ValueError(f"t_a_max must be an int in [1, {T}], got {t_a_max!r}")
         self.t_a_max = t_a_max
 

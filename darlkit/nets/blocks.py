@@ -58,7 +58,7 @@ class SinusoidalTimeEmbedding(nn.Module):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        if not isinstance(dim, int) or dim < 2 or dim % 2:
+        if check_int("dim", dim, 2) % 2:
             raise ValueError(f"dim must be an even int >= 2, got {dim!r}")
         self.dim = dim
         k = torch.arange(0, dim, 2, dtype=torch.float32)

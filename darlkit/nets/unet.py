@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from darlkit._validation import check_ints
+from darlkit._validation import check_int, check_ints
 from darlkit.nets.blocks import Downsample, ResidualAttentionBlock, SinusoidalTimeEmbedding, Upsample, NormActConv
 from darlkit.nets.config import ConfigMixin
 from darlkit.nets.init import _apply_default_init
@@ -89,8 +89,9 @@ class DiffusionUNet(ConfigMixin, nn.Module):
             image_size=image_size,
         )
         channel_mults = tuple(channel_mults)
-        if not channel_mults or any((not isinstance(m, int)) or m < 1 for m in channel_mults):
-            raise ValueError(f"channel_mults must be a non-empty sequence of positive ints, got {channel_mults!r}")
+        if not channel_mults:
+            raise ValueError("channel_mults must be a non-empty sequence of positive ints, got ()")
+        channel_mults = tuple(check_int(f"channel_mults[{i}]", m) for i, m in enumerate(channel_mults))
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.in_channels = in_channels
