@@ -32,26 +32,50 @@ __all__ = [
 ]
 
 
-def add_training_arguments(p: argparse.ArgumentParser) -> None:
-    """Register the options shared by ``train`` and ``quickstart`` (preset and overrides)."""
+_VALUE = object()  # stands for the flag's parsed value in CONFIG_FLAGS
+
+
+def _config_flags() -> tuple[tuple[str, dict[str, Any], dict[str, Any]], ...]:
+    """``(flag, TrainConfig fields it sets, argparse options)``: the one table from CLI flags to the config.
+
+    ``_VALUE`` in the fields stands for the parsed value; every flag defaults to ``None`` (the
+    preset's value). The values are validated by ``TrainConfig`` itself when it is built.
+    """
     from darlkit.kernels import BACKENDS
-    from darlkit.training import AMP_MODES, PRESETS
+    from darlkit.training import AMP_MODES
+
+    flag_on = {"action": "store_const", "const": True, "default": None}
+    return (
+        ("--batch-size", {"batch_size": _VALUE},
+         {"type": argtypes.positive_int, "help": "images per step and process"}),
+        ("--lr", {"lr": _VALUE, "lr_d": _VALUE},
+         {"type": argtypes.positive_float, "help": "learning rate of all optimisers"}),
+        ("--image-size", {"image_size": _VALUE}, {"type": argtypes.positive_int, "help": "training crop side"}),
+        ("--val-every", {"val_every": _VALUE},
+         {"type": argtypes.non_negative_int, "help": "validate every N steps (0: at the end)"}),
+        ("--seed", {"seed": _VALUE}, {"type": argtypes.non_negative_int, "help": "seed of init, data order and draws"}),
+        ("--amp", {"amp": _VALUE}, {"choices": AMP_MODES, "help": "mixed precision (bf16 autocast; fp16 on CUDA)"}),
+        ("--backend", {"backend": _VALUE}, {"choices": BACKENDS, "help": "kernel backend of the norm layers"}),
+        ("--channels-last", {"channels_last": _VALUE}, {**flag_on, "help": "channels-last memory format"}),
+        ("--compile", {"compile": _VALUE}, {**flag_on, "help": "torch.compile the networks"}),
+        ("--ema", {"ema_decay": _VALUE, "eval_ema": True},
+         {"type": float, "metavar": "DECAY", "help": "keep an EMA of the weights and evaluate with it"}),
+        ("--grad-clip", {"grad_clip": _VALUE},
+         {"type": argtypes.positive_float, "help": "clip gradient norms to this value"}),
+        ("--workers", {"num_workers": _VALUE}, {"type": argtypes.non_negative_int, "help": "DataLoader workers"}),
+    )
+
+
+def add_training_arguments(p: argparse.ArgumentParser) -> None:
+    """Register the options shared by ``train`` and ``quickstart``: the preset, the run-config flags
+    of :func:`_config_flags` and the process options (steps, device, threads, progress)."""
+    from darlkit.training import PRESETS
 
     p.add_argument("--preset", choices=PRESETS, default=None, help="configuration preset (default: paper; quickstart: tiny)")
     p.add_argument("--steps", type=argtypes.non_negative_int, default=None, help="total training iterations")
-    p.add_argument("--batch-size", type=argtypes.positive_int, default=None, help="images per step and process")
-    p.add_argument("--lr", type=argtypes.positive_float, default=None, help="learning rate of all optimisers")
-    p.add_argument("--image-size", type=argtypes.positive_int, default=None, help="training crop side")
-    p.add_argument("--val-every", type=argtypes.non_negative_int, default=None, help="validate every N steps (0: at the end)")
-    p.add_argument("--seed", type=argtypes.non_negative_int, default=None, help="seed of init, data order and draws")
-    p.add_argument("--amp", choices=AMP_MODES, default=None, help="mixed precision (bf16 autocast; fp16 on CUDA)")
+    for flag, _, options in _config_flags():
+        p.add_argument(flag, **{"default": None, **options})
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    p.add_argument("--backend", choices=BACKENDS, default=None, help="kernel backend of the norm layers")
-    p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
-    p.add_argument("--compile", action="store_true", help="torch.compile the networks")
-    p.add_argument("--ema", type=float, default=None, metavar="DECAY", help="keep an EMA of the weights and evaluate with it")
-    p.add_argument("--grad-clip", type=argtypes.positive_float, default=None, help="clip gradient norms to this value")
-    p.add_argument("--workers", type=argtypes.non_negative_int, default=None, help="DataLoader workers")
     p.add_argument("--threads", type=argtypes.positive_int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -101,31 +125,10 @@ def build_config(args: argparse.Namespace, default_preset: str = "paper"):
     from darlkit.training import TrainConfig
 
     overrides: dict[str, Any] = {}
-    if args.batch_size is not None:
-        overrides["batch_size"] = args.batch_size
-    if args.lr is not None:
-        overrides["lr"] = overrides["lr_d"] = args.lr
-    if args.image_size is not None:
-        overrides["image_size"] = args.image_size
-    if args.val_every is not None:
-        overrides["val_every"] = args.val_every
-    if args.seed is not None:
-        overrides["seed"] = args.seed
-    if args.amp is not None:
-        overrides["amp"] = args.amp
-    if args.backend is not None:
-        overrides["backend"] = args.backend
-    if args.channels_last:
-        overrides["channels_last"] = True
-    if args.compile:
-        overrides["compile"] = True
-    if args.ema is not None:
-        overrides["ema_decay"] = args.ema
-        overrides["eval_ema"] = True
-    if args.grad_clip is not None:
-        overrides["grad_clip"] = args.grad_clip
-    if args.workers is not None:
-        overrides["num_workers"] = args.workers
+    for flag, fields, _ in _config_flags():
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            overrides.update({k: value if v is _VALUE else v for k, v in fields.items()})
     return TrainConfig.preset(args.preset or default_preset, **overrides)
 
 
