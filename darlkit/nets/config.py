@@ -180,7 +180,9 @@ class ConfigMixin:
         return folder
 
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike[str], *, map_location: str | torch.device = "cpu"):
+    def from_pretrained(
+        cls, folder: str | os.PathLike[str], *, map_location: str | torch.device = "cpu"
+    ) -> ConfigMixin:
         """Rebuild a network saved by :meth:`save_pretrained` (in eval mode).
 
         Args:
