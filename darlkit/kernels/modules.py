@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from darlkit._validation import check_int
 from darlkit.kernels.dispatch import _check_backend, _check_scalars, instance_norm_act, spade_norm
 
 __all__ = ["FusedSPADENorm", "FusedInstanceNormAct"]
@@ -66,8 +67,7 @@ class FusedInstanceNormAct(nn.Module):
         backend: str = "auto",
     ) -> None:
         super().__init__()
-        if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features <= 0:
-            raise ValueError(f"num_features must be a positive int, got {num_features!r}")
+        check_int("num_features", num_features)
         _check_scalars(eps, negative_slope)
         self.num_features = num_features
         self.eps = float(eps)
