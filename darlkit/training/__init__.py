@@ -7,6 +7,8 @@ checkpoints and multi-process (``torchrun``) data parallelism.
 
 from darlkit.training.checkpoint import (
     CHECKPOINT_FORMAT,
+    checkpoint_digest,
+    remove_stale_temp_files,
     get_rng_state,
     load_checkpoint,
     save_checkpoint,
@@ -34,6 +36,8 @@ __all__ = [
     "collate",
     "save_figure",
     "CHECKPOINT_FORMAT",
+    "checkpoint_digest",
+    "remove_stale_temp_files",
     "save_checkpoint",
     "load_checkpoint",
     "get_rng_state",

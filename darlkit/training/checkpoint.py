@@ -5,13 +5,23 @@ temporary file in the destination folder, flushed and fsynced, then moved over t
 with :func:`os.replace`, so the previous checkpoint survives a crash at any point of the write.
 It is read back with ``torch.load(..., weights_only=True)``, which refuses arbitrary pickled
 objects.
+
+Integrity: every checkpoint written by :func:`save_checkpoint` carries a SHA-256 digest of its
+content (each tensor's dtype, shape and bytes and each plain value, in key order) under the key
+``"checksum"``; :func:`load_checkpoint` verifies the zip CRC of every record of the file (which
+also covers checkpoints written before the digest existed) and then the digest, and refuses a
+file that fails either with a message naming it. Temporary files that a killed save left behind
+(``.last.pt.*.tmp``) are removed by the next save of the same file.
 """
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import os
 import pickle
 import random
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -22,6 +32,9 @@ import torch
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "CHECKSUM_ALGORITHM",
+    "checkpoint_digest",
+    "remove_stale_temp_files",
     "save_checkpoint",
     "load_checkpoint",
     "get_rng_state",
@@ -31,13 +44,90 @@ __all__ = [
 CHECKPOINT_FORMAT = "darlkit-train-v1"
 """Value of the ``"format"`` key of every checkpoint darlkit writes."""
 
+CHECKSUM_ALGORITHM = "sha256-content-v1"
+"""Value of ``checkpoint["checksum"]["algorithm"]``: the digest of :func:`checkpoint_digest`."""
+
+_CHECKSUM_KEY = "checksum"
+
+
+def _feed(h: Any, value: Any, where: str) -> None:
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        h.update(f"{where}|tensor|{t.dtype}|{tuple(t.shape)}\n".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().data)
+    elif isinstance(value, dict):
+        h.update(f"{where}|dict|{len(value)}\n".encode())
+        for key, item in value.items():
+            _feed(h, item, f"{where}/{key!r}")
+    elif isinstance(value, (list, tuple)):  # a tuple may come back as a list: same digest
+        h.update(f"{where}|seq|{len(value)}\n".encode())
+        for i, item in enumerate(value):
+            _feed(h, item, f"{where}[{i}]")
+    else:
+        h.update(f"{where}|{value!r}\n".encode())
+
+
+def checkpoint_digest(obj: dict[str, Any]) -> str:
+    """SHA-256 hex digest of a checkpoint's content, without its ``"checksum"`` entry.
+
+    Every tensor contributes its key path, dtype, shape and raw bytes (on the CPU, contiguous);
+    every other leaf its key path and ``repr``; dicts are walked in key order and lists and
+    tuples in index order (a tuple and a list with equal items hash alike, since a tuple may be
+    read back as a list).
+
+    Args:
+        obj: A checkpoint dict (what :func:`save_checkpoint` writes).
+
+    Returns:
+        64 lowercase hex characters.
+    """
+    h = hashlib.sha256()
+    _feed(h, {k: v for k, v in obj.items() if k != _CHECKSUM_KEY}, "")
+    return h.hexdigest()
+
+
+def remove_stale_temp_files(path: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files that interrupted saves of ``path`` left behind.
+
+    A save killed before its rename (``SIGKILL``, power loss) leaves ``.NAME.XXXX.tmp`` beside
+    ``path``; the previous ``path`` itself is intact. Only files of exactly that pattern are
+    removed (never ``path`` or any other file).
+
+    Args:
+        path: The checkpoint path (e.g. ``run/last.pt``).
+
+    Returns:
+        The removed files.
+    """
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            stale.unlink()
+            removed.append(stale)
+        except FileNotFoundError:  # another process removed it first
+            pass
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob metacharacters escaped (private helper)."""
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
 
 def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write ``obj`` to ``path`` atomically.
 
     The data goes to a temporary file in the same folder, which is flushed, fsynced and then
     renamed over ``path`` with :func:`os.replace` (atomic on POSIX and Windows). If anything
-    fails before the rename, the temporary file is removed and the old ``path`` is untouched.
+    fails before the rename, the temporary file is removed and the old ``path`` is untouched;
+    temporary files of earlier saves that were killed are removed first
+    (:func:`remove_stale_temp_files`). The file gets a ``"checksum"`` entry
+    (``{"algorithm": CHECKSUM_ALGORITHM, "sha256": checkpoint_digest(obj)}``); ``obj`` itself
+    is not modified.
 
     Args:
         obj: The checkpoint: a dict of tensors, numbers, strings, bools, ``None``, lists,
@@ -54,6 +144,8 @@ def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike[str]) -> Path:
         raise TypeError(f"checkpoint must be a dict, got {type(obj).__name__}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(path)
+    obj = {**obj, _CHECKSUM_KEY: {"algorithm": CHECKSUM_ALGORITHM, "sha256": checkpoint_digest(obj)}}
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -80,38 +172,67 @@ def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     return path
 
 
+def _refusal_detail(text: str) -> str:
+    """The pickled global named in a ``weights_only`` error (torch's wording varies by version)."""
+    found = re.search(r"GLOBAL\s+([\w.]+)", text)
+    return found.group(1) if found else "a Python object that is not a tensor or plain data"
+
+
+def _check_zip_crcs(path: Path) -> None:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:  # e.g. truncated mid-record
+        raise ValueError(f"checkpoint {path} is corrupted (truncated or damaged zip archive: {exc})") from None
+    if bad is not None:
+        raise ValueError(
+            f"checkpoint {path} is corrupted: its record {bad!r} fails the zip CRC check (the file "
+            "changed after it was written); use another checkpoint (e.g. best.pt or a backup)"
+        )
+
+
 def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
-    """Read a darlkit checkpoint with ``torch.load(weights_only=True)``.
+    """Read and verify a darlkit checkpoint with ``torch.load(weights_only=True)``.
+
+    The zip CRC of every record is checked first (so a damaged file is never unpickled), then
+    the file is loaded with the safe loader, and finally the stored ``"checksum"`` digest is
+    compared with :func:`checkpoint_digest` of what was read. Checkpoints written before the
+    digest existed (no ``"checksum"`` key) are verified by their CRCs only.
 
     Args:
         path: A file written by :func:`save_checkpoint` (``last.pt`` / ``best.pt`` of a run).
         map_location: Passed to :func:`torch.load` (default: load onto the CPU).
 
     Returns:
-        The checkpoint dict (keys ``"format"``, ``"step"``, ``"config"``, ``"model"``, ...).
+        The checkpoint dict (keys ``"format"``, ``"step"``, ``"config"``, ``"model"``, ...),
+        without the ``"checksum"`` entry.
 
     Raises:
         FileNotFoundError: If ``path`` does not exist.
-        ValueError: If the file is not a readable darlkit checkpoint (corrupt, truncated,
-            contains non-allowlisted pickled objects, or lacks the darlkit format tag).
+        ValueError: If the file is not a readable darlkit checkpoint (corrupt, truncated, failing
+            its CRCs or digest, containing pickled Python objects, or lacking the darlkit format
+            tag); the message names the file.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
     if not zipfile.is_zipfile(path):
-        raise ValueError(f"checkpoint {path} is not a readable PyTorch file (not a torch.save zip archive)")
+        size = path.stat().st_size
+        what = "an empty file" if size == 0 else "not a torch.save zip archive"
+        raise ValueError(f"checkpoint {path} is not a readable PyTorch file ({what})")
+    _check_zip_crcs(path)
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
-        detail = text.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()[0] if text.strip() else ""
-        if "Unsupported global" in text:
-            detail = detail.split(" was not an allowed global")[0]
+        if "GLOBAL" in text or "global" in text:
             raise ValueError(
-                f"checkpoint {path} was refused by the safe loader (weights_only=True): it contains a "
-                f"pickled Python object ({detail})"
+                f"checkpoint {path} was refused by the safe loader: it contains a pickled Python object "
+                f"({_refusal_detail(text)}), which darlkit checkpoints never hold; the file was not written "
+                "by darlkit or was altered, and loading it could run code"
             ) from None
-        raise ValueError(f"checkpoint {path} is not a readable PyTorch file: {detail or type(exc).__name__}") from None
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "weights_only" not in ln]
+        raise ValueError(f"checkpoint {path} is not a readable PyTorch file: {lines[0] if lines else 'unpickling failed'}") from None
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds for corrupt files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"checkpoint {path} is not a readable PyTorch file: {first}") from None
@@ -120,6 +241,15 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
             f"checkpoint {path} is not a darlkit training checkpoint (expected format "
             f"{CHECKPOINT_FORMAT!r})"
         )
+    stored = obj.pop(_CHECKSUM_KEY, None)
+    if stored is not None:
+        if not isinstance(stored, dict) or stored.get("algorithm") != CHECKSUM_ALGORITHM:
+            raise ValueError(f"checkpoint {path} has an unknown checksum entry {stored!r} (expected {CHECKSUM_ALGORITHM!r})")
+        if checkpoint_digest(obj) != stored.get("sha256"):
+            raise ValueError(
+                f"checkpoint {path} is corrupted: its content does not match its SHA-256 checksum "
+                "(the file changed after it was written); use another checkpoint (e.g. best.pt or a backup)"
+            )
     return obj
 
 
