@@ -2,16 +2,21 @@
 
 * ``DARL`` -- epsilon_theta + G + the diffusion schedule; ``segment``, ``synthesize``,
   ``forward_paths`` (returns ``DARLPaths``), ``DARL.from_released``.
+* ``check_image`` / ``check_mask`` / ``IMAGE_RANGE_TOLERANCE`` -- the input rules of DARL's methods.
 * ``load_released_checkpoint`` -- the authors' ``<prefix>_G.pth`` / ``_Ds.pth`` / ``_Da.pth``.
 """
 
 from darlkit.model.darl import DARL, DARLPaths, mask_to_onehot
+from darlkit.model.inputs import IMAGE_RANGE_TOLERANCE, check_image, check_mask
 from darlkit.model.released import RELEASED_PREFIX_MAP, ReleasedModels, load_released_checkpoint, map_released_keys
 
 __all__ = [
     "DARL",
     "DARLPaths",
     "mask_to_onehot",
+    "check_image",
+    "check_mask",
+    "IMAGE_RANGE_TOLERANCE",
     "load_released_checkpoint",
     "map_released_keys",
     "ReleasedModels",

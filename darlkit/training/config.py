@@ -166,6 +166,10 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.betas must be two floats in [0, 1), got {self.betas}")
         if not self.unet_channel_mults:
             raise ValueError("TrainConfig.unet_channel_mults must not be empty")
+        from darlkit.kernels.dispatch import BACKENDS
+
+        if self.backend not in BACKENDS:
+            raise ValueError(f"TrainConfig.backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.amp not in AMP_MODES:
             raise ValueError(f"TrainConfig.amp must be one of {AMP_MODES}, got {self.amp!r}")
         if self.grad_clip is not None:
