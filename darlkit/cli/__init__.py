@@ -66,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(args.run(args) or 0)
-    except (CLIError, ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError) as exc:
+    except (CLIError, ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError,
+            IsADirectoryError, PermissionError) as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"darlkit {args.command}: error: {message}", file=sys.stderr)
         return 2

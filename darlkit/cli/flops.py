@@ -37,6 +37,12 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         Exit status 0.
     """
+    from darlkit.cli import CLIError, argtypes
     from darlkit.flops.table12 import run_table12
 
+    if args.json is not None:
+        try:
+            argtypes.output_file(args.json)
+        except argparse.ArgumentTypeError as exc:
+            raise CLIError(f"--json: {exc}") from None
     return run_table12(args)

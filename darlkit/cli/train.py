@@ -45,7 +45,7 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-every", type=argtypes.non_negative_int, default=None, help="validate every N steps (0: at the end)")
     p.add_argument("--seed", type=argtypes.non_negative_int, default=None, help="seed of init, data order and draws")
     p.add_argument("--amp", choices=AMP_MODES, default=None, help="mixed precision (bf16 autocast; fp16 on CUDA)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    p.add_argument("--device", type=argtypes.device, default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     p.add_argument("--backend", choices=BACKENDS, default=None, help="kernel backend of the norm layers")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks")
@@ -73,7 +73,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", type=Path, help="XCAD-layout dataset folder")
     src.add_argument("--synthetic", action="store_true", help="synthesise a dataset into OUT/data first")
-    p.add_argument("--out", type=Path, default=Path("runs/darl"), help="run folder (checkpoints, logs, figure)")
+    p.add_argument("--out", type=argtypes.output_dir, default=Path("runs/darl"), help="run folder (checkpoints, logs, figure)")
     p.add_argument("--resume", nargs="?", const=True, default=None, metavar="CKPT",
                    help="continue from CKPT (default: OUT/last.pt)")
     p.add_argument("--synthetic-train", type=argtypes.positive_int, default=64, help="synthetic training images")
@@ -195,6 +195,8 @@ def synthesise_once(data_root: Path, write: Callable[[], Any], *, timeout: float
 
 
 def _check_xcad_dir(root: Path) -> None:
+    if root.exists() and not root.is_dir():
+        raise CLIError(f"--data {root} is a file, not a dataset folder")
     if not root.is_dir():
         raise CLIError(f"--data: dataset folder not found: {root}")
     missing = [d for d in ("train/trainA", "train/trainB", "train/trainC") if not (root / d).is_dir()]
@@ -237,6 +239,8 @@ def train_from_args(args: argparse.Namespace, *, default_preset: str = "paper", 
         resume = args.resume
         if resume not in (None, True):
             resume = Path(resume)
+            if resume.is_dir():
+                raise CLIError(f"--resume {resume} is a folder, not a checkpoint file")
             if not resume.is_file():
                 raise CLIError(f"--resume: checkpoint not found: {resume}")
         elif resume is True and not (args.out / "last.pt").is_file():
