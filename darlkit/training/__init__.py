@@ -23,6 +23,7 @@ from darlkit.training.inference import (
     write_png,
 )
 from darlkit.training.networks import build_networks
+from darlkit.training.preflight import DatasetCheckError, PreflightReport, check_dataset_files
 from darlkit.training.trainer import DARLTrainer, StepSampler, collate, save_figure, segment_image
 
 __all__ = [
@@ -30,6 +31,9 @@ __all__ = [
     "PRESETS",
     "AMP_MODES",
     "build_networks",
+    "check_dataset_files",
+    "DatasetCheckError",
+    "PreflightReport",
     "DARLTrainer",
     "StepSampler",
     "segment_image",
