@@ -26,6 +26,9 @@ __all__ = [
     "run",
     "add_training_arguments",
     "build_config",
+    "config_overrides",
+    "resumed_config",
+    "prepare_run_folder",
     "train_from_args",
     "synthesise_once",
     "SYNTH_COMPLETE_MARKER",
@@ -51,6 +54,11 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the networks")
     p.add_argument("--ema", type=float, default=None, metavar="DECAY", help="keep an EMA of the weights and evaluate with it")
     p.add_argument("--grad-clip", type=argtypes.positive_float, default=None, help="clip gradient norms to this value")
+    p.add_argument("--save-every", type=argtypes.non_negative_int, default=None, metavar="N",
+                   help="write OUT/last.pt every N steps (0: only at the end; default: the preset's ckpt_every)")
+    p.add_argument("--skip-nonfinite", type=argtypes.non_negative_int, default=None, metavar="N",
+                   help="skip up to N consecutive steps whose loss is NaN/Inf (default 0: stop at the first, "
+                        "keeping the last good checkpoint)")
     p.add_argument("--workers", type=argtypes.non_negative_int, default=None, help="DataLoader workers")
     p.add_argument("--threads", type=argtypes.positive_int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -75,7 +83,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     src.add_argument("--synthetic", action="store_true", help="synthesise a dataset into OUT/data first")
     p.add_argument("--out", type=argtypes.output_dir, default=Path("runs/darl"), help="run folder (checkpoints, logs, figure)")
     p.add_argument("--resume", nargs="?", const=True, default=None, metavar="CKPT",
-                   help="continue from CKPT (default: OUT/last.pt)")
+                   help="continue from CKPT (default: OUT/last.pt); settings not given are the checkpoint's")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run in OUT: delete its last.pt, best.pt, metrics.*, train_log.jsonl, figure.png "
+                        "and config.json (no other file) before training")
     p.add_argument("--synthetic-train", type=argtypes.positive_int, default=64, help="synthetic training images")
     p.add_argument("--synthetic-test", type=argtypes.positive_int, default=16, help="synthetic test images")
     p.add_argument("--synthetic-size", type=argtypes.positive_int, default=None,
@@ -88,18 +99,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def build_config(args: argparse.Namespace, default_preset: str = "paper"):
-    """The :class:`~darlkit.training.TrainConfig` of parsed CLI arguments.
+def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``TrainConfig`` fields set explicitly by the options of :func:`add_training_arguments`.
 
     Args:
-        args: Parsed arguments with the options of :func:`add_training_arguments`.
-        default_preset: Preset used when ``--preset`` is not given.
+        args: Parsed arguments.
 
     Returns:
-        The validated configuration.
+        ``{field: value}`` for every option given on the command line.
     """
-    from darlkit.training import TrainConfig
-
     overrides: dict[str, Any] = {}
     if args.batch_size is not None:
         overrides["batch_size"] = args.batch_size
@@ -126,7 +134,66 @@ def build_config(args: argparse.Namespace, default_preset: str = "paper"):
         overrides["grad_clip"] = args.grad_clip
     if args.workers is not None:
         overrides["num_workers"] = args.workers
-    return TrainConfig.preset(args.preset or default_preset, **overrides)
+    if getattr(args, "save_every", None) is not None:
+        overrides["ckpt_every"] = args.save_every
+    if getattr(args, "skip_nonfinite", None) is not None:
+        overrides["skip_nonfinite"] = args.skip_nonfinite
+    return overrides
+
+
+def build_config(args: argparse.Namespace, default_preset: str = "paper"):
+    """The :class:`~darlkit.training.TrainConfig` of parsed CLI arguments.
+
+    Args:
+        args: Parsed arguments with the options of :func:`add_training_arguments`.
+        default_preset: Preset used when ``--preset`` is not given.
+
+    Returns:
+        The validated configuration.
+    """
+    from darlkit.training import TrainConfig
+
+    return TrainConfig.preset(args.preset or default_preset, **config_overrides(args))
+
+
+def resumed_config(args: argparse.Namespace, checkpoint: Path):
+    """The configuration of a resumed run: the checkpoint's, with the options given explicitly.
+
+    Args:
+        args: Parsed arguments (``--preset`` must be absent or the checkpoint's).
+        checkpoint: The checkpoint to continue.
+
+    Returns:
+        The validated configuration (see :func:`darlkit.training.resume_config`).
+
+    Raises:
+        CLIError: If ``--preset`` differs from the checkpoint's preset.
+        ValueError: If an option changes a setting that is fixed on resume (names and values).
+    """
+    from darlkit.training import load_checkpoint, resume_config
+
+    stored = load_checkpoint(checkpoint)["config"]
+    if args.preset is not None and args.preset != stored.get("preset_name"):
+        raise CLIError(f"--preset {args.preset}: the checkpoint {checkpoint} was trained with preset "
+                       f"{stored.get('preset_name')!r} (omit --preset when resuming)")
+    return resume_config(stored, config_overrides(args))
+
+
+def prepare_run_folder(args: argparse.Namespace) -> None:
+    """Refuse a previous run's folder unless ``--resume``; with ``--overwrite`` clear its run files.
+
+    Args:
+        args: Parsed arguments (``--out``, ``--resume``, optional ``--overwrite``).
+
+    Raises:
+        FileExistsError: If ``--out`` holds a run and neither option is given.
+    """
+    from darlkit.training.run_folder import check_run_folder, clear_run_files
+
+    overwrite = bool(getattr(args, "overwrite", False))
+    check_run_folder(args.out, resume=args.resume is not None, overwrite=overwrite)
+    if overwrite and int(os.environ.get("RANK", "0")) == 0:
+        clear_run_files(args.out)
 
 
 def _resolve_device(name: str | None):
@@ -223,28 +290,34 @@ def train_from_args(args: argparse.Namespace, *, default_preset: str = "paper", 
     from darlkit.data import XCADDataset
     from darlkit.training import DARLTrainer, build_networks
 
+    from darlkit.training import check_dataset_files
+
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    config = build_config(args, default_preset)
+    prepare_run_folder(args)
+    resume = args.resume
+    if resume not in (None, True):
+        resume = Path(resume)
+        if resume.is_dir():
+            raise CLIError(f"--resume {resume} is a folder, not a checkpoint file")
+        if not resume.is_file():
+            raise CLIError(f"--resume: checkpoint not found: {resume}")
+    elif resume is True and not (args.out / "last.pt").is_file():
+        raise CLIError(f"--resume: no checkpoint to continue in {args.out} (expected {args.out / 'last.pt'})")
+    config = build_config(args, default_preset) if resume is None else resumed_config(
+        args, args.out / "last.pt" if resume is True else resume)
     device = _resolve_device(args.device)
     if config.amp == "fp16" and device.type != "cuda":
         raise CLIError("--amp fp16 needs a CUDA device; use --amp bf16 on the CPU")
     root = Path(data_root if data_root is not None else args.data)
     _check_xcad_dir(root)
+    # Every training and test file is decoded and checked before step 1 (one error lists all).
+    check_dataset_files(root, train_side=2 * config.image_size)
     distributed = _init_distributed(device)
     try:
         train_set = XCADDataset(root, split="train", size=config.image_size, augment=True, seed=config.seed)
         test_dir = root / "test" / "images"
         test_set = XCADDataset(root, split="test") if test_dir.is_dir() and any(test_dir.iterdir()) else None
-        resume = args.resume
-        if resume not in (None, True):
-            resume = Path(resume)
-            if resume.is_dir():
-                raise CLIError(f"--resume {resume} is a folder, not a checkpoint file")
-            if not resume.is_file():
-                raise CLIError(f"--resume: checkpoint not found: {resume}")
-        elif resume is True and not (args.out / "last.pt").is_file():
-            raise CLIError(f"--resume: no checkpoint to continue in {args.out} (expected {args.out / 'last.pt'})")
         model, d_s, d_a = build_networks(config)
         trainer = DARLTrainer(model, d_s, d_a, config, out_dir=args.out, device=device,
                               progress=not args.no_progress)
@@ -273,6 +346,7 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         Exit status 0.
     """
+    prepare_run_folder(args)  # before writing anything into --out
     data_root = None
     if args.synthetic:
         from darlkit.synthesis import write_synthetic_xcad

@@ -23,6 +23,13 @@ from darlkit.training.inference import (
     write_png,
 )
 from darlkit.training.networks import build_networks
+from darlkit.training.resume import (
+    CHANGEABLE_ON_RESUME,
+    apply_optimizer_settings,
+    check_resume_changes,
+    config_changes,
+    resume_config,
+)
 from darlkit.training.preflight import DatasetCheckError, PreflightReport, check_dataset_files
 from darlkit.training.trainer import DARLTrainer, StepSampler, collate, save_figure, segment_image
 
@@ -32,6 +39,11 @@ __all__ = [
     "AMP_MODES",
     "build_networks",
     "check_dataset_files",
+    "CHANGEABLE_ON_RESUME",
+    "config_changes",
+    "check_resume_changes",
+    "resume_config",
+    "apply_optimizer_settings",
     "DatasetCheckError",
     "PreflightReport",
     "DARLTrainer",
