@@ -1,14 +1,17 @@
 """darlkit.training: TrainConfig presets, DARLTrainer, crash-safe checkpoints, EMA and DDP.
 
-``DARLTrainer`` runs the paper's alternating optimisation (generator step, then
-discriminator step) with mixed precision, EMA, gradient clipping, validation, resumable
-checkpoints and multi-process (``torchrun``) data parallelism.
+``DARLTrainer`` runs the paper's alternating optimisation (:class:`DARLStep`: generator step,
+then discriminator step) with injectable optimisers and LR schedulers, mixed precision, EMA,
+gradient clipping, validation, resumable checkpoints, callbacks and multi-process
+(``torchrun``) data parallelism.
 """
 
+from darlkit.training.callbacks import Callback, ProgressBar
 from darlkit.training.checkpoint import (
     CHECKPOINT_FORMAT,
     checkpoint_digest,
     remove_stale_temp_files,
+    Checkpointer,
     get_rng_state,
     load_checkpoint,
     save_checkpoint,
@@ -22,7 +25,11 @@ from darlkit.training.inference import (
     read_png,
     write_png,
 )
+from darlkit.training.figures import save_figure
+from darlkit.training.logs import RunLog
 from darlkit.training.networks import build_networks
+from darlkit.training.optim import OptimizerSpec, SchedulerSpec, build_optimizer, build_scheduler, paper_adam
+from darlkit.training.preflight import DatasetCheckError, PreflightReport, check_dataset_files
 from darlkit.training.resume import (
     CHANGEABLE_ON_RESUME,
     apply_optimizer_settings,
@@ -30,8 +37,11 @@ from darlkit.training.resume import (
     config_changes,
     resume_config,
 )
-from darlkit.training.preflight import DatasetCheckError, PreflightReport, check_dataset_files
-from darlkit.training.trainer import DARLTrainer, StepSampler, collate, save_figure, segment_image
+from darlkit.training.run_files import RunFiles
+from darlkit.training.sampler import StepSampler, collate, step_batches, step_draws
+from darlkit.training.step import DARLStep
+from darlkit.training.trainer import DARLTrainer, segment_image
+from darlkit.training.validation import ValidationHistory, run_validation
 
 __all__ = [
     "TrainConfig",
@@ -47,9 +57,24 @@ __all__ = [
     "DatasetCheckError",
     "PreflightReport",
     "DARLTrainer",
+    "DARLStep",
+    "Callback",
+    "ProgressBar",
+    "OptimizerSpec",
+    "SchedulerSpec",
+    "paper_adam",
+    "build_optimizer",
+    "build_scheduler",
     "StepSampler",
-    "segment_image",
+    "step_draws",
+    "step_batches",
     "collate",
+    "RunFiles",
+    "Checkpointer",
+    "RunLog",
+    "ValidationHistory",
+    "run_validation",
+    "segment_image",
     "save_figure",
     "CHECKPOINT_FORMAT",
     "checkpoint_digest",
