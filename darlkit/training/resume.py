@@ -128,20 +128,39 @@ def resume_config(stored: TrainConfig | Mapping[str, Any], overrides: Mapping[st
 
 
 def apply_optimizer_settings(
-    config: TrainConfig, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer
+    changes: Mapping[str, tuple[Any, Any]],
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+    *,
+    schedulers: tuple[Any, Any] = (None, None),
 ) -> None:
-    """Set ``config``'s learning rates and betas in the optimisers' parameter groups.
+    """Apply changed ``lr`` / ``lr_d`` / ``betas`` to the optimisers' parameter groups.
 
     ``Optimizer.load_state_dict`` restores the stored groups' hyper-parameters, so call this
-    after loading a checkpoint for the resumed run to use the requested ones.
+    after loading a checkpoint for the resumed run to use the requested ones. Unchanged settings
+    are left as loaded (an injected optimiser keeps its own values).
 
     Args:
-        config: The configuration that runs (``lr``, ``lr_d``, ``betas``).
+        changes: ``{field: (stored, requested)}`` from :func:`check_resume_changes`.
         opt_g: Optimiser of the diffusion module + generator (gets ``lr``).
         opt_d: Optimiser of the discriminators (gets ``lr_d``).
+        schedulers: The LR schedulers of ``opt_g`` and ``opt_d`` (``None``: none).
+
+    Raises:
+        ValueError: If a learning rate changes for an optimiser driven by an LR scheduler (the
+            scheduler owns it; build the trainer with a new scheduler instead).
     """
-    for opt, lr in ((opt_g, config.lr), (opt_d, config.lr_d)):
-        for group in opt.param_groups:
-            group["lr"] = float(lr)
-            if "betas" in group:
-                group["betas"] = tuple(config.betas)
+    for field, opt, sched in (("lr", opt_g, schedulers[0]), ("lr_d", opt_d, schedulers[1])):
+        if field in changes:
+            if sched is not None:
+                old, new = changes[field]
+                raise ValueError(
+                    f"cannot change {field} on resume (checkpoint: {old!r}, requested: {new!r}): an LR "
+                    "scheduler sets this optimiser's learning rate"
+                )
+            for group in opt.param_groups:
+                group["lr"] = float(changes[field][1])
+        if "betas" in changes:
+            for group in opt.param_groups:
+                if "betas" in group:
+                    group["betas"] = tuple(changes["betas"][1])

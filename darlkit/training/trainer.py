@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +29,7 @@ from darlkit.training.checkpoint import (
     Checkpointer,
     get_rng_state,
     load_checkpoint,
+    remove_stale_temp_files,
     save_checkpoint,
     set_rng_state,
 )
@@ -35,10 +37,14 @@ from darlkit.training.config import TrainConfig
 from darlkit.training.distributed import broadcast_flag, default_device, process_group
 from darlkit.training.figures import save_figure
 from darlkit.training.logs import RunLog
+from darlkit.training.nonfinite import NonFiniteLoss, NonFiniteLossError
 from darlkit.training.optim import OptimizerSpec, SchedulerSpec
+from darlkit.training.resume import apply_optimizer_settings, check_resume_changes
 from darlkit.training.run_files import RunFiles
+from darlkit.training.run_folder import truncate_logs
 from darlkit.training.sampler import StepSampler, _mix_seed, step_batches  # noqa: F401 (_mix_seed: tests)
-from darlkit.training.step import DARLStep
+from darlkit.training.signals import TrainingInterrupted, signal_name, stop_on_signals
+from darlkit.training.step import LOSS_TERMS, DARLStep
 from darlkit.training.validation import ValidationHistory, run_validation
 
 __all__ = ["DARLTrainer", "segment_image"]
@@ -330,23 +336,26 @@ class DARLTrainer:
     def load_state_dict(self, state: dict[str, Any], *, strict_config: bool = True) -> None:
         """Restore a run from a checkpoint dict.
 
+        Settings of this trainer's configuration that differ from the checkpoint's are applied
+        when they may change on resume (:data:`~darlkit.training.CHANGEABLE_ON_RESUME`; a new
+        ``lr``/``lr_d``/``betas`` is set in the optimisers' parameter groups after their states
+        are loaded) and refused otherwise, with the field names and both values.
+
         Args:
             state: A dict from :meth:`state_dict` / :func:`load_checkpoint`.
-            strict_config: Refuse a checkpoint whose network/loss settings differ from this
-                trainer's configuration.
+            strict_config: Refuse a checkpoint whose fixed settings differ from this trainer's
+                configuration (``False``: load whatever matches, apply nothing).
 
         Raises:
-            ValueError: If the checkpoint is not a darlkit training checkpoint, its
-                configuration does not match, or its optimisers, schedulers or EMA do not match
-                the trainer's.
+            ValueError: If the checkpoint is not a darlkit training checkpoint, a fixed setting
+                differs, or its optimisers, schedulers or EMA do not match the trainer's.
         """
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"not a darlkit training checkpoint (format {state.get('format')!r})")
-        if strict_config:
-            diff = self.config.resume_mismatch(TrainConfig.from_dict(state["config"]))
-            if diff:
-                raise ValueError("checkpoint configuration differs from the trainer's in: " + ", ".join(diff))
+        changes = check_resume_changes(state["config"], self.config) if strict_config else {}
         self.update.load_state_dict(state)
+        apply_optimizer_settings(changes, self.update.opt_g, self.update.opt_d,
+                                 schedulers=(self.update.sched_g, self.update.sched_d))
         set_rng_state(state["rng"])
         self.step = int(state["step"])
         self.validation.best_dice = float(state.get("best_dice", -float("inf")))
@@ -385,10 +394,27 @@ class DARLTrainer:
     ) -> dict[str, Any]:
         """Train until ``steps`` total iterations (counting those of a resumed run).
 
+        Before step 1, an :class:`~darlkit.data.XCADDataset` (training and validation) has every
+        file decoded and checked (:func:`~darlkit.training.check_dataset_files`). On resume the
+        logs are cut back to the checkpoint's step and stale temporary files are removed.
         After each step: the losses go to ``train_log.jsonl`` every ``config.log_every`` steps,
         the callbacks' ``on_step_end`` runs, then validation every ``config.val_every`` steps
-        and ``last.pt`` every ``config.ckpt_every`` steps. At the end (or on an early stop) the
-        run is validated once more unless it just was, and ``last.pt`` is written.
+        and ``last.pt`` every ``config.ckpt_every`` steps. At the end (or on an early stop)
+        ``last.pt`` is written, then the run is validated once more unless it just was (and
+        ``last.pt`` rewritten if that found a new best), so a failing final validation loses
+        nothing.
+
+        Safety stops:
+
+        * SIGINT / SIGTERM: the current step finishes, ``last.pt`` is written (no final
+          validation) and :class:`~darlkit.training.signals.TrainingInterrupted` (a
+          ``KeyboardInterrupt``; exit status 130 / 143 in the CLI) is raised. A second signal
+          aborts at once.
+        * A NaN/Inf loss is caught before the optimiser step. Up to ``config.skip_nonfinite``
+          consecutive such steps are skipped (logged with ``"skipped": true``); the next one
+          stops with :class:`~darlkit.training.nonfinite.NonFiniteLossError` ("loss became
+          non-finite at step k"), after writing ``last.pt`` with the state before that step when
+          its weights are finite (otherwise the last periodic ``last.pt`` is kept).
 
         Args:
             train_data: A Dataset of ``{"angiogram", "background", "mask"}`` items, each
@@ -408,16 +434,25 @@ class DARLTrainer:
             "best_checkpoint", "figure", "seconds", "stopped_early", "stop_reason"}``.
 
         Raises:
-            ValueError: If ``steps`` is negative or the data are unusable.
+            ValueError: If ``steps`` is negative or the data are unusable (a
+                :class:`~darlkit.training.DatasetCheckError` lists every bad file).
+            NonFiniteLossError: If a loss became NaN/Inf more than ``skip_nonfinite`` times in a row.
+            TrainingInterrupted: On SIGINT/SIGTERM, after ``last.pt`` was written.
         """
         cfg = self.config
         dataset, num_workers = _dataset_of(train_data, cfg.num_workers)
+        _preflight(dataset, val_data)
         if resume:
             if resume is True:
                 if self.out_dir is None:
                     raise ValueError("resume=True needs the trainer's out_dir")
                 resume = self.out_dir / "last.pt"
             self.load(resume)
+            if self.is_main and self.files is not None:
+                truncate_logs(self.files.root, self.step)
+        if self.is_main and self.files is not None:
+            for path in (self.files.last, self.files.best):
+                remove_stale_temp_files(path)
         order = StepSampler(len(dataset), cfg.batch_size, cfg.seed, 0, 0, self.rank, self.world_size)
         if steps is None:
             steps = cfg.epochs * order.steps_per_epoch
@@ -430,25 +465,43 @@ class DARLTrainer:
             self.files.prepare(cfg.to_dict())
         start = time.perf_counter()
         self.stop_reason = None
+        self._signal: int | None = None
         self._emit("on_fit_start", steps)
         last: dict[str, float] = {}
+        skipped_in_a_row = 0
         try:
-            for batch in batches:
-                last = self.train_step(batch)
-                self._after_step(last, start, steps, val_data)
-                if self.stop_reason is None and time_limit is not None and self._out_of_time(start, time_limit):
-                    if self.step < steps:
-                        self.request_stop("time_limit")
-                if self.stop_reason is not None:
-                    break
+            with stop_on_signals(self._on_signal):
+                for batch in batches:
+                    try:
+                        last = self.train_step(batch)
+                        skipped_in_a_row = 0
+                    except NonFiniteLoss as bad:
+                        skipped_in_a_row += 1
+                        last = self._skip_or_stop(bad, skipped_in_a_row)
+                    self._after_step(last, start, steps, val_data, log=skipped_in_a_row == 0)
+                    if self.distributed and broadcast_flag(self._signal is not None, self.device, True):
+                        self._signal = self._signal or int(signal.SIGTERM)  # rank 0 was signalled
+                    if self._signal is not None:
+                        self.request_stop(signal_name(self._signal))
+                    if self.stop_reason is None and time_limit is not None and self._out_of_time(start, time_limit):
+                        if self.step < steps:
+                            self.request_stop("time_limit")
+                    if self.stop_reason is not None:
+                        break
+                batches.close()
+                self.checkpoints.save("last")  # before a final validation that could fail
+                if self._signal is not None:
+                    raise TrainingInterrupted(self._signal, self._interrupted_message())
+                if val_data is not None and self.validation.last_step != self.step:
+                    record_before = self.validation.best_step
+                    self._validate_and_log(val_data, start)
+                    if self.validation.best_step != record_before:
+                        self.checkpoints.save("last")  # with the new best Dice
         except BaseException as exc:
             self._emit("on_exception", exc)
             raise
         finally:
             batches.close()
-        if val_data is not None and self.validation.last_step != self.step:
-            self._validate_and_log(val_data, start)
-        self.checkpoints.save("last")
         files = self.files
         result = {
             "step": self.step,
@@ -466,10 +519,10 @@ class DARLTrainer:
         self._emit("on_fit_end", result)
         return result
 
-    def _after_step(self, last: dict[str, float], start: float, steps: int, val_data) -> None:
+    def _after_step(self, last: dict[str, float], start: float, steps: int, val_data, log: bool = True) -> None:
         """Logs, callbacks, periodic validation and checkpoint after one step."""
         cfg = self.config
-        if cfg.log_every and self.step % cfg.log_every == 0:
+        if log and cfg.log_every and self.step % cfg.log_every == 0:
             self.log.train({"step": self.step, "time": time.perf_counter() - start, **last})
         self._emit("on_step_end", last)
         if self.stop_reason is not None:
@@ -479,8 +532,57 @@ class DARLTrainer:
         if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < steps:
             self.checkpoints.save("last")
 
+    def _on_signal(self, signum: int) -> None:
+        self._signal = signum
+        if self.is_main:
+            import sys
+
+            print(f"darlkit: {signal_name(signum)} received: finishing step {self.step + 1} and saving last.pt "
+                  "(send it again to stop without saving)", file=sys.stderr, flush=True)
+
+    def _interrupted_message(self) -> str:
+        where = f"; saved {self.files.last} (continue with --resume)" if self.files is not None else ""
+        return f"{signal_name(self._signal)} at step {self.step}{where}"
+
+    def _skip_or_stop(self, bad: NonFiniteLoss, in_a_row: int) -> dict[str, float]:
+        """Skip a step whose loss is not finite, or stop the run (see :meth:`fit`)."""
+        k = self.step + 1
+        if in_a_row > self.config.skip_nonfinite:
+            kept = ""
+            if self.files is not None:
+                weights = [p for m in (self.model, self.disc_mask, self.disc_image) for p in m.parameters()]
+                if bad.phase == "generator" and all(bool(torch.isfinite(p).all()) for p in weights):
+                    kept = f"; saved the state before it (step {self.step}) to {self.checkpoints.save('last')}"
+                elif self.files.last.exists():
+                    kept = f"; kept the last good checkpoint {self.files.last}"
+            hint = "lower the learning rate (--lr)"
+            if not self.config.skip_nonfinite:
+                hint += " or skip such steps (--skip-nonfinite N / TrainConfig.skip_nonfinite)"
+            raise NonFiniteLossError(f"loss became non-finite at step {k} ({bad}){kept}; {hint}") from None
+        self.step += 1  # the step is consumed (its batch and draws) but nothing was applied
+        record = {"step": self.step, "skipped": True, "phase": bad.phase, **bad.losses}
+        self.log.train(record)
+        return {name: bad.losses.get(name, float("nan")) for name in LOSS_TERMS}
+
     def _out_of_time(self, start: float, limit: float) -> bool:
         return broadcast_flag(time.perf_counter() - start > limit, self.device, self.distributed)
+
+
+def _preflight(train_set: Dataset, val_data: Dataset | DataLoader | None) -> None:
+    """Decode and check every file of XCAD-layout datasets before step 1 (one error for all)."""
+    from darlkit.data import XCADDataset
+    from darlkit.training.preflight import check_dataset_files
+
+    val_set = val_data.dataset if isinstance(val_data, DataLoader) else val_data
+    splits: dict[Path, set[str]] = {}
+    side = None
+    if isinstance(train_set, XCADDataset) and train_set.split == "train":
+        splits[train_set.root] = {"train"}
+        side = 2 * train_set.size
+    if isinstance(val_set, XCADDataset):
+        splits.setdefault(val_set.root, set()).add(val_set.split)
+    for root, names in splits.items():
+        check_dataset_files(root, train_side=side if "train" in names else None, splits=tuple(sorted(names)))
 
 
 def _dataset_of(data: Dataset | DataLoader, default_workers: int) -> tuple[Dataset, int]:
