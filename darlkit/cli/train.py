@@ -326,7 +326,8 @@ def train_from_args(args: argparse.Namespace, *, default_preset: str = "paper", 
             log(f"darlkit train: preset {config.preset_name}, {len(train_set)} training items, "
                 f"{0 if test_set is None else len(test_set)} test images, {n_params / 1e6:.2f} M parameters, "
                 f"device {device}, world size {trainer.world_size}")
-        result = trainer.fit(train_set, steps=args.steps, val_data=test_set, resume=resume, time_limit=time_limit)
+        result = trainer.fit(train_set, steps=args.steps, val_data=test_set, resume=resume, time_limit=time_limit,
+                             check_files=False)  # checked above, before the datasets were built
         result["config"] = config
         result["trainer"] = trainer
         return result

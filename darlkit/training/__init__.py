@@ -29,7 +29,7 @@ from darlkit.training.figures import save_figure
 from darlkit.training.logs import RunLog
 from darlkit.training.networks import build_networks
 from darlkit.training.optim import OptimizerSpec, SchedulerSpec, build_optimizer, build_scheduler, paper_adam
-from darlkit.training.preflight import DatasetCheckError, PreflightReport, check_dataset_files
+from darlkit.training.preflight import DatasetCheckError, PreflightReport, check_dataset_files, check_training_datasets
 from darlkit.training.resume import (
     CHANGEABLE_ON_RESUME,
     apply_optimizer_settings,
@@ -49,6 +49,7 @@ __all__ = [
     "AMP_MODES",
     "build_networks",
     "check_dataset_files",
+    "check_training_datasets",
     "CHANGEABLE_ON_RESUME",
     "config_changes",
     "check_resume_changes",

@@ -13,7 +13,7 @@ import math
 
 import torch
 
-__all__ = ["NonFiniteLoss", "NonFiniteLossError", "check_finite_losses"]
+__all__ = ["NonFiniteLoss", "NonFiniteLossError", "check_finite_losses", "non_finite_forward"]
 
 
 class NonFiniteLoss(Exception):
@@ -22,14 +22,38 @@ class NonFiniteLoss(Exception):
     Attributes:
         phase: ``"generator"`` (nothing of the step was applied) or ``"discriminator"`` (the
             generator step was applied, the discriminator step was not).
-        losses: The loss terms of the phase, as floats.
+        losses: The loss terms of the phase, as floats (empty when the forward pass itself
+            produced NaN/Inf activations, see ``detail``).
+        detail: The error of the forward pass that met non-finite activations, if any.
     """
 
-    def __init__(self, phase: str, losses: dict[str, float]) -> None:
+    def __init__(self, phase: str, losses: dict[str, float], detail: str | None = None) -> None:
         self.phase = phase
         self.losses = dict(losses)
-        bad = ", ".join(f"{k}={v}" for k, v in self.losses.items())
-        super().__init__(f"non-finite {phase} loss ({bad})")
+        self.detail = detail
+        if detail is not None:
+            text = f"non-finite activations in the {phase} forward pass ({detail})"
+        else:
+            text = f"non-finite {phase} loss ({', '.join(f'{k}={v}' for k, v in self.losses.items())})"
+        super().__init__(text)
+
+
+def non_finite_forward(phase: str, error: ValueError) -> NonFiniteLoss | None:
+    """A :class:`NonFiniteLoss` for a network's NaN/Inf input check failing inside a forward pass.
+
+    Call only when the step's inputs were finite: the NaN/Inf then comes from the weights.
+
+    Args:
+        phase: ``"generator"`` or ``"discriminator"``.
+        error: The error raised by the forward pass.
+
+    Returns:
+        The exception to raise instead, or ``None`` if ``error`` is about something else.
+    """
+    text = str(error)
+    if "NaN" in text or "Inf" in text:
+        return NonFiniteLoss(phase, {}, detail=" ".join(text.split()))
+    return None
 
 
 class NonFiniteLossError(ValueError):

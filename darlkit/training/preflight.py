@@ -27,7 +27,14 @@ from typing import Any
 
 from darlkit.data.io import read_grayscale_png
 
-__all__ = ["DatasetCheckError", "PreflightReport", "check_dataset_files", "TRAIN_SUBFOLDERS", "PAIRED_SPLITS"]
+__all__ = [
+    "DatasetCheckError",
+    "PreflightReport",
+    "check_dataset_files",
+    "check_training_datasets",
+    "TRAIN_SUBFOLDERS",
+    "PAIRED_SPLITS",
+]
 
 TRAIN_SUBFOLDERS: tuple[str, ...] = ("trainA", "trainB", "trainC")
 """Folders of ``train/`` that are checked (masks, angiograms, backgrounds)."""
@@ -219,3 +226,33 @@ def check_dataset_files(
     if problems:
         raise DatasetCheckError(root, problems, report.files)
     return report
+
+
+def check_training_datasets(train_set: Any, val_data: Any = None) -> None:
+    """:func:`check_dataset_files` for the XCAD-layout datasets a training run reads.
+
+    The folders of an :class:`~darlkit.data.XCADDataset` training set (with its crop size) and
+    of an ``XCADDataset`` validation set (or a DataLoader over one) are checked; other datasets
+    are left alone (they have no files to check).
+
+    Args:
+        train_set: The training dataset.
+        val_data: The validation dataset or DataLoader, or ``None``.
+
+    Raises:
+        DatasetCheckError: Listing every problem found.
+    """
+    from torch.utils.data import DataLoader
+
+    from darlkit.data import XCADDataset
+
+    val_set = val_data.dataset if isinstance(val_data, DataLoader) else val_data
+    splits: dict[Path, set[str]] = {}
+    side = None
+    if isinstance(train_set, XCADDataset) and train_set.split == "train":
+        splits[train_set.root] = {"train"}
+        side = 2 * train_set.size
+    if isinstance(val_set, XCADDataset):
+        splits.setdefault(val_set.root, set()).add(val_set.split)
+    for root, names in splits.items():
+        check_dataset_files(root, train_side=side if "train" in names else None, splits=tuple(sorted(names)))

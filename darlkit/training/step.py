@@ -17,7 +17,7 @@ from torch import nn
 from darlkit.training.config import TrainConfig
 from darlkit.training.distributed import DiscriminatorPair, GeneratorPaths, unwrap, wrap_ddp
 from darlkit.training.ema import make_ema, update_ema
-from darlkit.training.nonfinite import check_finite_losses
+from darlkit.training.nonfinite import check_finite_losses, non_finite_forward
 from darlkit.training.optim import OptimizerSpec, SchedulerSpec, build_optimizer, build_scheduler, paper_adam
 from darlkit.training.sampler import _mix_seed, step_draws
 
@@ -199,9 +199,16 @@ class DARLStep:
         # ---- generator step (discriminators frozen)
         self._set_disc_grad(False)
         self.opt_g.zero_grad(set_to_none=True)
+        inputs_finite = all(bool(torch.isfinite(x).all()) for x in (angio, background, mask))
         with self.autocast():
-            paths = self._g_step(angio, background, mask, t_a, t_b, noise)
-            loss_adv = lsgan_generator_loss(self.disc_mask(paths.seg), self.disc_image(paths.synth))
+            try:
+                paths = self._g_step(angio, background, mask, t_a, t_b, noise)
+                loss_adv = lsgan_generator_loss(self.disc_mask(paths.seg), self.disc_image(paths.synth))
+            except ValueError as exc:  # a network's NaN check met activations of non-finite weights
+                bad = non_finite_forward("generator", exc) if inputs_finite else None
+                if bad is None:
+                    raise
+                raise bad from exc
         loss_diff = paths.loss_diff.float()
         loss_cyc = paths.loss_cyc.float()
         loss_g = loss_diff + cfg.alpha * loss_adv.float() + cfg.beta * loss_cyc

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,14 +36,14 @@ from darlkit.training.config import TrainConfig
 from darlkit.training.distributed import broadcast_flag, default_device, process_group
 from darlkit.training.figures import save_figure
 from darlkit.training.logs import RunLog
-from darlkit.training.nonfinite import NonFiniteLoss, NonFiniteLossError
+from darlkit.training.guard import RunGuard
+from darlkit.training.preflight import check_training_datasets
 from darlkit.training.optim import OptimizerSpec, SchedulerSpec
 from darlkit.training.resume import apply_optimizer_settings, check_resume_changes
 from darlkit.training.run_files import RunFiles
 from darlkit.training.run_folder import truncate_logs
 from darlkit.training.sampler import StepSampler, _mix_seed, step_batches  # noqa: F401 (_mix_seed: tests)
-from darlkit.training.signals import TrainingInterrupted, signal_name, stop_on_signals
-from darlkit.training.step import LOSS_TERMS, DARLStep
+from darlkit.training.step import DARLStep
 from darlkit.training.validation import ValidationHistory, run_validation
 
 __all__ = ["DARLTrainer", "segment_image"]
@@ -336,10 +335,9 @@ class DARLTrainer:
     def load_state_dict(self, state: dict[str, Any], *, strict_config: bool = True) -> None:
         """Restore a run from a checkpoint dict.
 
-        Settings of this trainer's configuration that differ from the checkpoint's are applied
-        when they may change on resume (:data:`~darlkit.training.CHANGEABLE_ON_RESUME`; a new
-        ``lr``/``lr_d``/``betas`` is set in the optimisers' parameter groups after their states
-        are loaded) and refused otherwise, with the field names and both values.
+        Settings that differ from the checkpoint's are applied when they may change on resume
+        (:mod:`~darlkit.training.resume`; a new ``lr``/``lr_d``/``betas`` goes into the
+        optimisers' parameter groups) and refused otherwise, with the names and both values.
 
         Args:
             state: A dict from :meth:`state_dict` / :func:`load_checkpoint`.
@@ -391,6 +389,7 @@ class DARLTrainer:
         *,
         resume: str | os.PathLike[str] | bool | None = None,
         time_limit: float | None = None,
+        check_files: bool = True,
     ) -> dict[str, Any]:
         """Train until ``steps`` total iterations (counting those of a resumed run).
 
@@ -404,17 +403,10 @@ class DARLTrainer:
         ``last.pt`` rewritten if that found a new best), so a failing final validation loses
         nothing.
 
-        Safety stops:
-
-        * SIGINT / SIGTERM: the current step finishes, ``last.pt`` is written (no final
-          validation) and :class:`~darlkit.training.signals.TrainingInterrupted` (a
-          ``KeyboardInterrupt``; exit status 130 / 143 in the CLI) is raised. A second signal
-          aborts at once.
-        * A NaN/Inf loss is caught before the optimiser step. Up to ``config.skip_nonfinite``
-          consecutive such steps are skipped (logged with ``"skipped": true``); the next one
-          stops with :class:`~darlkit.training.nonfinite.NonFiniteLossError` ("loss became
-          non-finite at step k"), after writing ``last.pt`` with the state before that step when
-          its weights are finite (otherwise the last periodic ``last.pt`` is kept).
+        Safety stops (:mod:`~darlkit.training.guard`): SIGINT/SIGTERM finish the step, write
+        ``last.pt`` and raise ``TrainingInterrupted``; a NaN/Inf loss is caught before the
+        optimiser step and skipped (``config.skip_nonfinite`` times in a row at most) or stops
+        the run with ``NonFiniteLossError``, keeping the last good checkpoint.
 
         Args:
             train_data: A Dataset of ``{"angiogram", "background", "mask"}`` items, each
@@ -428,6 +420,8 @@ class DARLTrainer:
             resume: A checkpoint path to continue from, or ``True`` for ``out_dir/last.pt``.
             time_limit: Stop early (then validate and save as at the end) once this many seconds
                 of this call have passed; ``None``: no limit. Under DDP rank 0's clock decides.
+            check_files: Run the pre-flight file check of XCAD-layout datasets (``False`` when
+                the caller has just done it).
 
         Returns:
             ``{"step", "best_dice", "best_step", "history", "last_loss", "last_checkpoint",
@@ -441,7 +435,8 @@ class DARLTrainer:
         """
         cfg = self.config
         dataset, num_workers = _dataset_of(train_data, cfg.num_workers)
-        _preflight(dataset, val_data)
+        if check_files:
+            check_training_datasets(dataset, val_data)
         if resume:
             if resume is True:
                 if self.out_dir is None:
@@ -465,24 +460,15 @@ class DARLTrainer:
             self.files.prepare(cfg.to_dict())
         start = time.perf_counter()
         self.stop_reason = None
-        self._signal: int | None = None
+        guard = RunGuard(self)
         self._emit("on_fit_start", steps)
         last: dict[str, float] = {}
-        skipped_in_a_row = 0
         try:
-            with stop_on_signals(self._on_signal):
+            with guard.signals():
                 for batch in batches:
-                    try:
-                        last = self.train_step(batch)
-                        skipped_in_a_row = 0
-                    except NonFiniteLoss as bad:
-                        skipped_in_a_row += 1
-                        last = self._skip_or_stop(bad, skipped_in_a_row)
-                    self._after_step(last, start, steps, val_data, log=skipped_in_a_row == 0)
-                    if self.distributed and broadcast_flag(self._signal is not None, self.device, True):
-                        self._signal = self._signal or int(signal.SIGTERM)  # rank 0 was signalled
-                    if self._signal is not None:
-                        self.request_stop(signal_name(self._signal))
+                    last, skipped = guard.step(batch)
+                    self._after_step(last, start, steps, val_data, log=not skipped)
+                    guard.poll()
                     if self.stop_reason is None and time_limit is not None and self._out_of_time(start, time_limit):
                         if self.step < steps:
                             self.request_stop("time_limit")
@@ -490,12 +476,13 @@ class DARLTrainer:
                         break
                 batches.close()
                 self.checkpoints.save("last")  # before a final validation that could fail
-                if self._signal is not None:
-                    raise TrainingInterrupted(self._signal, self._interrupted_message())
+                interrupted = guard.interrupted()
+                if interrupted is not None:
+                    raise interrupted
                 if val_data is not None and self.validation.last_step != self.step:
-                    record_before = self.validation.best_step
+                    best_before = self.validation.best_step
                     self._validate_and_log(val_data, start)
-                    if self.validation.best_step != record_before:
+                    if self.validation.best_step != best_before:
                         self.checkpoints.save("last")  # with the new best Dice
         except BaseException as exc:
             self._emit("on_exception", exc)
@@ -532,57 +519,8 @@ class DARLTrainer:
         if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < steps:
             self.checkpoints.save("last")
 
-    def _on_signal(self, signum: int) -> None:
-        self._signal = signum
-        if self.is_main:
-            import sys
-
-            print(f"darlkit: {signal_name(signum)} received: finishing step {self.step + 1} and saving last.pt "
-                  "(send it again to stop without saving)", file=sys.stderr, flush=True)
-
-    def _interrupted_message(self) -> str:
-        where = f"; saved {self.files.last} (continue with --resume)" if self.files is not None else ""
-        return f"{signal_name(self._signal)} at step {self.step}{where}"
-
-    def _skip_or_stop(self, bad: NonFiniteLoss, in_a_row: int) -> dict[str, float]:
-        """Skip a step whose loss is not finite, or stop the run (see :meth:`fit`)."""
-        k = self.step + 1
-        if in_a_row > self.config.skip_nonfinite:
-            kept = ""
-            if self.files is not None:
-                weights = [p for m in (self.model, self.disc_mask, self.disc_image) for p in m.parameters()]
-                if bad.phase == "generator" and all(bool(torch.isfinite(p).all()) for p in weights):
-                    kept = f"; saved the state before it (step {self.step}) to {self.checkpoints.save('last')}"
-                elif self.files.last.exists():
-                    kept = f"; kept the last good checkpoint {self.files.last}"
-            hint = "lower the learning rate (--lr)"
-            if not self.config.skip_nonfinite:
-                hint += " or skip such steps (--skip-nonfinite N / TrainConfig.skip_nonfinite)"
-            raise NonFiniteLossError(f"loss became non-finite at step {k} ({bad}){kept}; {hint}") from None
-        self.step += 1  # the step is consumed (its batch and draws) but nothing was applied
-        record = {"step": self.step, "skipped": True, "phase": bad.phase, **bad.losses}
-        self.log.train(record)
-        return {name: bad.losses.get(name, float("nan")) for name in LOSS_TERMS}
-
     def _out_of_time(self, start: float, limit: float) -> bool:
         return broadcast_flag(time.perf_counter() - start > limit, self.device, self.distributed)
-
-
-def _preflight(train_set: Dataset, val_data: Dataset | DataLoader | None) -> None:
-    """Decode and check every file of XCAD-layout datasets before step 1 (one error for all)."""
-    from darlkit.data import XCADDataset
-    from darlkit.training.preflight import check_dataset_files
-
-    val_set = val_data.dataset if isinstance(val_data, DataLoader) else val_data
-    splits: dict[Path, set[str]] = {}
-    side = None
-    if isinstance(train_set, XCADDataset) and train_set.split == "train":
-        splits[train_set.root] = {"train"}
-        side = 2 * train_set.size
-    if isinstance(val_set, XCADDataset):
-        splits.setdefault(val_set.root, set()).add(val_set.split)
-    for root, names in splits.items():
-        check_dataset_files(root, train_side=side if "train" in names else None, splits=tuple(sorted(names)))
 
 
 def _dataset_of(data: Dataset | DataLoader, default_workers: int) -> tuple[Dataset, int]:
