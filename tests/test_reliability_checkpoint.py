@@ -114,3 +114,19 @@ def test_stale_temp_files_of_killed_saves_are_removed_by_the_next_save(tmp_path)
     (tmp_path / ".best.pt.abc.tmp").write_bytes(b"")
     assert remove_stale_temp_files(tmp_path / "best.pt") == [tmp_path / ".best.pt.abc.tmp"]
     assert remove_stale_temp_files(tmp_path / "missing" / "last.pt") == []
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned",))
+
+
+def test_released_weights_refusal_names_the_object_without_the_unsafe_hint(tmp_path):
+    from darlkit.model import load_released_checkpoint
+
+    torch.save({"w": torch.zeros(1), "x": _Evil()}, tmp_path / "darl_G.pth")
+    with pytest.raises(ValueError, match=r"darl_G.pth was refused by the safe loader: .*\((posix|nt)\.system\)") as info:
+        load_released_checkpoint(str(tmp_path / "darl"))
+    assert "weights_only" not in str(info.value).replace(str(tmp_path), "")

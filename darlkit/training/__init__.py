@@ -11,6 +11,7 @@ from darlkit.training.checkpoint import (
     CHECKPOINT_FORMAT,
     checkpoint_digest,
     remove_stale_temp_files,
+    safe_load_error,
     Checkpointer,
     get_rng_state,
     load_checkpoint,
@@ -26,8 +27,10 @@ from darlkit.training.inference import (
     write_png,
 )
 from darlkit.training.figures import save_figure
+from darlkit.training.guard import RunGuard
 from darlkit.training.logs import RunLog
 from darlkit.training.networks import build_networks
+from darlkit.training.nonfinite import NonFiniteLoss, NonFiniteLossError
 from darlkit.training.optim import OptimizerSpec, SchedulerSpec, build_optimizer, build_scheduler, paper_adam
 from darlkit.training.preflight import DatasetCheckError, PreflightReport, check_dataset_files, check_training_datasets
 from darlkit.training.resume import (
@@ -38,7 +41,9 @@ from darlkit.training.resume import (
     resume_config,
 )
 from darlkit.training.run_files import RunFiles
+from darlkit.training.run_folder import RUN_FILES, check_run_folder, clear_run_files, truncate_logs
 from darlkit.training.sampler import StepSampler, collate, step_batches, step_draws
+from darlkit.training.signals import TrainingInterrupted, stop_on_signals
 from darlkit.training.step import DARLStep
 from darlkit.training.trainer import DARLTrainer, segment_image
 from darlkit.training.validation import ValidationHistory, run_validation
@@ -50,6 +55,15 @@ __all__ = [
     "build_networks",
     "check_dataset_files",
     "check_training_datasets",
+    "RunGuard",
+    "TrainingInterrupted",
+    "stop_on_signals",
+    "NonFiniteLoss",
+    "NonFiniteLossError",
+    "RUN_FILES",
+    "check_run_folder",
+    "clear_run_files",
+    "truncate_logs",
     "CHANGEABLE_ON_RESUME",
     "config_changes",
     "check_resume_changes",
@@ -80,6 +94,7 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "checkpoint_digest",
     "remove_stale_temp_files",
+    "safe_load_error",
     "save_checkpoint",
     "load_checkpoint",
     "get_rng_state",

@@ -39,6 +39,7 @@ __all__ = [
     "CHECKSUM_ALGORITHM",
     "checkpoint_digest",
     "remove_stale_temp_files",
+    "safe_load_error",
     "Checkpointer",
     "save_checkpoint",
     "load_checkpoint",
@@ -183,6 +184,30 @@ def _refusal_detail(text: str) -> str:
     return found.group(1) if found else "a Python object that is not a tensor or plain data"
 
 
+def safe_load_error(path: str | os.PathLike[str], exc: BaseException) -> ValueError:
+    """The user-facing error for a failed ``torch.load(path, weights_only=True)``.
+
+    A refused pickled object is named (the global found in torch's message); torch's advice to
+    retry with ``weights_only=False`` (which would run the file's code) is never repeated.
+
+    Args:
+        path: The file being read.
+        exc: What ``torch.load`` raised.
+
+    Returns:
+        A ``ValueError`` naming the file.
+    """
+    text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError) and ("GLOBAL" in text or "global" in text):
+        return ValueError(
+            f"checkpoint {path} was refused by the safe loader: it contains a pickled Python object "
+            f"({_refusal_detail(text)}); darlkit's checkpoints and the authors' released weights hold only "
+            "tensors and plain data, so the file is not one of them or was altered, and loading it could run code"
+        )
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "weights_only" not in ln]
+    return ValueError(f"checkpoint {path} is not a readable PyTorch file: {lines[0] if lines else type(exc).__name__}")
+
+
 def _check_zip_crcs(path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as zf:
@@ -228,19 +253,8 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
     _check_zip_crcs(path)
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        text = str(exc)
-        if "GLOBAL" in text or "global" in text:
-            raise ValueError(
-                f"checkpoint {path} was refused by the safe loader: it contains a pickled Python object "
-                f"({_refusal_detail(text)}), which darlkit checkpoints never hold; the file was not written "
-                "by darlkit or was altered, and loading it could run code"
-            ) from None
-        lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "weights_only" not in ln]
-        raise ValueError(f"checkpoint {path} is not a readable PyTorch file: {lines[0] if lines else 'unpickling failed'}") from None
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds for corrupt files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"checkpoint {path} is not a readable PyTorch file: {first}") from None
+        raise safe_load_error(path, exc) from None
     if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(
             f"checkpoint {path} is not a darlkit training checkpoint (expected format "
