@@ -130,3 +130,37 @@ def test_released_weights_refusal_names_the_object_without_the_unsafe_hint(tmp_p
     with pytest.raises(ValueError, match=r"darl_G.pth was refused by the safe loader: .*\((posix|nt)\.system\)") as info:
         load_released_checkpoint(str(tmp_path / "darl"))
     assert "weights_only" not in str(info.value).replace(str(tmp_path), "")
+
+
+def test_a_save_killed_midway_leaves_last_pt_intact_and_the_next_save_cleans_up(tmp_path):
+    """SIGKILL during the write of last.pt: the old file survives; the temp file goes on the next save."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = save_checkpoint(_ckpt(), tmp_path / "last.pt")
+    before = path.read_bytes()
+    script = (
+        "import sys, time, torch\n"
+        "from darlkit.training import checkpoint as c\n"
+        "def slow(obj, fh, *a, **k):\n"
+        "    fh.write(b'PK partial'); fh.flush(); print('writing', flush=True); time.sleep(60)\n"
+        "c.torch.save = slow\n"
+        f"c.save_checkpoint({{'format': c.CHECKPOINT_FORMAT, 'step': 9}}, {str(path)!r})\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=env, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    stale = list(tmp_path.glob(".last.pt.*.tmp"))
+    assert len(stale) == 1 and path.read_bytes() == before  # old checkpoint intact, never 0 bytes
+    assert load_checkpoint(path)["step"] == 7
+    save_checkpoint(_ckpt(), path)
+    assert not list(tmp_path.glob(".last.pt.*.tmp"))

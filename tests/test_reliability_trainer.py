@@ -49,7 +49,6 @@ def _train_log(out):
 def test_nan_loss_stops_naming_the_step_and_keeps_a_good_checkpoint(tmp_path, monkeypatch):
     _nan_on_calls(monkeypatch, "lsgan_generator_loss", {3})
     trainer = _trainer(micro_config(ckpt_every=0), tmp_path)
-    before = None
     with pytest.raises(NonFiniteLossError, match=r"loss became non-finite at step 3 \(non-finite generator loss \(loss_g=nan") as info:
         trainer.fit(RandomTrainSet(8, 32), steps=5)
     assert f"saved the state before it (step 2) to {tmp_path / 'last.pt'}" in str(info.value)
@@ -58,7 +57,6 @@ def test_nan_loss_stops_naming_the_step_and_keeps_a_good_checkpoint(tmp_path, mo
     assert ckpt["step"] == 2 and all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
     for k, v in trainer.model.state_dict().items():  # the NaN step changed nothing
         assert torch.equal(ckpt["model"][k], v)
-    del before
 
 
 def test_nan_in_the_discriminator_phase_keeps_the_previous_checkpoint(tmp_path, monkeypatch):

@@ -8,6 +8,7 @@
 
 from darlkit.model.darl import DARL, DARLPaths, mask_to_onehot
 from darlkit.model.inputs import IMAGE_RANGE_TOLERANCE, check_image, check_mask
+from darlkit.model.safe_load import safe_load_error
 from darlkit.model.released import RELEASED_PREFIX_MAP, ReleasedModels, load_released_checkpoint, map_released_keys
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "check_image",
     "check_mask",
     "IMAGE_RANGE_TOLERANCE",
+    "safe_load_error",
     "load_released_checkpoint",
     "map_released_keys",
     "ReleasedModels",

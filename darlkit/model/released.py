@@ -85,7 +85,7 @@ def _read(path: str, map_location) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # corrupt or non-tensor pickle; never repeat torch's weights_only=False hint
-        from darlkit.training.checkpoint import safe_load_error
+        from darlkit.model.safe_load import safe_load_error
 
         raise safe_load_error(path, exc) from None
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

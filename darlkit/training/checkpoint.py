@@ -19,9 +19,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
-import pickle
 import random
-import re
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -31,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from darlkit.model.safe_load import safe_load_error
+
 if TYPE_CHECKING:  # pragma: no cover
     from darlkit.training.run_files import RunFiles
 
@@ -39,7 +39,6 @@ __all__ = [
     "CHECKSUM_ALGORITHM",
     "checkpoint_digest",
     "remove_stale_temp_files",
-    "safe_load_error",
     "Checkpointer",
     "save_checkpoint",
     "load_checkpoint",
@@ -119,11 +118,6 @@ def remove_stale_temp_files(path: str | os.PathLike[str]) -> list[Path]:
     return removed
 
 
-def glob_escape(name: str) -> str:
-    """``name`` with glob metacharacters escaped (private helper)."""
-    return re.sub(r"([*?\[])", r"[\1]", name)
-
-
 def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write ``obj`` to ``path`` atomically.
 
@@ -176,36 +170,6 @@ def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     finally:
         os.close(dir_fd)
     return path
-
-
-def _refusal_detail(text: str) -> str:
-    """The pickled global named in a ``weights_only`` error (torch's wording varies by version)."""
-    found = re.search(r"GLOBAL\s+([\w.]+)", text)
-    return found.group(1) if found else "a Python object that is not a tensor or plain data"
-
-
-def safe_load_error(path: str | os.PathLike[str], exc: BaseException) -> ValueError:
-    """The user-facing error for a failed ``torch.load(path, weights_only=True)``.
-
-    A refused pickled object is named (the global found in torch's message); torch's advice to
-    retry with ``weights_only=False`` (which would run the file's code) is never repeated.
-
-    Args:
-        path: The file being read.
-        exc: What ``torch.load`` raised.
-
-    Returns:
-        A ``ValueError`` naming the file.
-    """
-    text = str(exc)
-    if isinstance(exc, pickle.UnpicklingError) and ("GLOBAL" in text or "global" in text):
-        return ValueError(
-            f"checkpoint {path} was refused by the safe loader: it contains a pickled Python object "
-            f"({_refusal_detail(text)}); darlkit's checkpoints and the authors' released weights hold only "
-            "tensors and plain data, so the file is not one of them or was altered, and loading it could run code"
-        )
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "weights_only" not in ln]
-    return ValueError(f"checkpoint {path} is not a readable PyTorch file: {lines[0] if lines else type(exc).__name__}")
 
 
 def _check_zip_crcs(path: Path) -> None:

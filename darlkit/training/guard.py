@@ -1,6 +1,9 @@
-"""The safety stops of :meth:`DARLTrainer.fit <darlkit.training.DARLTrainer.fit>`.
+"""The safety rules of :meth:`DARLTrainer.fit <darlkit.training.DARLTrainer.fit>`.
 
-:class:`RunGuard` runs each step and applies two policies:
+:class:`RunGuard` prepares the run folder (on resume the logs are cut back to the checkpoint's
+step, :func:`~darlkit.training.truncate_logs`; temporary files of killed saves are removed),
+runs each step, writes ``last.pt`` before the final validation (which may fail) and applies two
+stop policies:
 
 - SIGINT / SIGTERM (:mod:`~darlkit.training.signals`): the first signal lets the current step
   finish; ``fit`` then saves ``last.pt`` and raises
@@ -18,12 +21,16 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from darlkit.training.checkpoint import remove_stale_temp_files
 from darlkit.training.distributed import broadcast_flag
 from darlkit.training.nonfinite import NonFiniteLoss, NonFiniteLossError
+from darlkit.training.preflight import check_training_datasets
+from darlkit.training.run_folder import truncate_logs
 from darlkit.training.signals import TrainingInterrupted, signal_name, stop_on_signals
 from darlkit.training.step import LOSS_TERMS
 
@@ -37,17 +44,56 @@ class RunGuard:
     """Signal and non-finite-loss handling around a trainer's steps.
 
     Args:
-        trainer: The trainer whose ``fit`` loop this guards.
+        trainer: The trainer whose ``fit`` loop this guards (after any checkpoint was loaded).
+        resumed: ``fit`` continues a checkpoint: cut the logs back to ``trainer.step``.
+        datasets: ``(train_set, val_data)`` to check file by file first
+            (:func:`~darlkit.training.check_training_datasets`); ``None``: no check.
+
+    Raises:
+        DatasetCheckError: Listing every bad file of ``datasets``.
 
     Attributes:
         signum: The signal received (``None``: none).
         skipped_in_a_row: Consecutive steps skipped for a non-finite loss.
     """
 
-    def __init__(self, trainer: DARLTrainer) -> None:
+    def __init__(
+        self, trainer: DARLTrainer, *, resumed: bool = False, datasets: tuple[Any, Any] | None = None
+    ) -> None:
+        if datasets is not None:
+            check_training_datasets(*datasets)
         self.trainer = trainer
         self.signum: int | None = None
         self.skipped_in_a_row = 0
+        if trainer.is_main and trainer.files is not None:
+            if resumed:
+                truncate_logs(trainer.files.root, trainer.step)
+            for path in (trainer.files.last, trainer.files.best):
+                remove_stale_temp_files(path)
+
+    def finish(self, validate: Callable[[], Any], has_validation: bool) -> None:
+        """End of ``fit``: write ``last.pt``, stop on a signal, else validate once more.
+
+        ``last.pt`` is written first, so a final validation that fails loses nothing; it is
+        written again if the validation found a new best (the checkpoint records it).
+
+        Args:
+            validate: Runs and logs a validation.
+            has_validation: Whether ``fit`` got validation data.
+
+        Raises:
+            TrainingInterrupted: If a signal came (after ``last.pt`` was written).
+        """
+        t = self.trainer
+        t.checkpoints.save("last")
+        interrupted = self.interrupted()
+        if interrupted is not None:
+            raise interrupted
+        if has_validation and t.validation.last_step != t.step:
+            best_before = t.validation.best_step
+            validate()
+            if t.validation.best_step != best_before:
+                t.checkpoints.save("last")
 
     # ------------------------------------------------------------------ signals
     def signals(self) -> contextlib.AbstractContextManager:

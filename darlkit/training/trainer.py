@@ -28,7 +28,6 @@ from darlkit.training.checkpoint import (
     Checkpointer,
     get_rng_state,
     load_checkpoint,
-    remove_stale_temp_files,
     save_checkpoint,
     set_rng_state,
 )
@@ -37,11 +36,9 @@ from darlkit.training.distributed import broadcast_flag, default_device, process
 from darlkit.training.figures import save_figure
 from darlkit.training.logs import RunLog
 from darlkit.training.guard import RunGuard
-from darlkit.training.preflight import check_training_datasets
 from darlkit.training.optim import OptimizerSpec, SchedulerSpec
 from darlkit.training.resume import apply_optimizer_settings, check_resume_changes
 from darlkit.training.run_files import RunFiles
-from darlkit.training.run_folder import truncate_logs
 from darlkit.training.sampler import StepSampler, _mix_seed, step_batches  # noqa: F401 (_mix_seed: tests)
 from darlkit.training.step import DARLStep
 from darlkit.training.validation import ValidationHistory, run_validation
@@ -335,9 +332,7 @@ class DARLTrainer:
     def load_state_dict(self, state: dict[str, Any], *, strict_config: bool = True) -> None:
         """Restore a run from a checkpoint dict.
 
-        Settings that differ from the checkpoint's are applied when they may change on resume
-        (:mod:`~darlkit.training.resume`; a new ``lr``/``lr_d``/``betas`` goes into the
-        optimisers' parameter groups) and refused otherwise, with the names and both values.
+        Changed settings are applied or refused as :mod:`~darlkit.training.resume` says.
 
         Args:
             state: A dict from :meth:`state_dict` / :func:`load_checkpoint`.
@@ -393,20 +388,11 @@ class DARLTrainer:
     ) -> dict[str, Any]:
         """Train until ``steps`` total iterations (counting those of a resumed run).
 
-        Before step 1, an :class:`~darlkit.data.XCADDataset` (training and validation) has every
-        file decoded and checked (:func:`~darlkit.training.check_dataset_files`). On resume the
-        logs are cut back to the checkpoint's step and stale temporary files are removed.
-        After each step: the losses go to ``train_log.jsonl`` every ``config.log_every`` steps,
+        XCAD-layout datasets are checked file by file before step 1 (``check_files``). After each step: the losses go to ``train_log.jsonl`` every ``config.log_every`` steps,
         the callbacks' ``on_step_end`` runs, then validation every ``config.val_every`` steps
         and ``last.pt`` every ``config.ckpt_every`` steps. At the end (or on an early stop)
-        ``last.pt`` is written, then the run is validated once more unless it just was (and
-        ``last.pt`` rewritten if that found a new best), so a failing final validation loses
-        nothing.
-
-        Safety stops (:mod:`~darlkit.training.guard`): SIGINT/SIGTERM finish the step, write
-        ``last.pt`` and raise ``TrainingInterrupted``; a NaN/Inf loss is caught before the
-        optimiser step and skipped (``config.skip_nonfinite`` times in a row at most) or stops
-        the run with ``NonFiniteLossError``, keeping the last good checkpoint.
+        ``last.pt`` is written, then the run is validated once more unless it just was. Signals,
+        NaN losses, resumed logs: see :class:`~darlkit.training.RunGuard`.
 
         Args:
             train_data: A Dataset of ``{"angiogram", "background", "mask"}`` items, each
@@ -420,34 +406,26 @@ class DARLTrainer:
             resume: A checkpoint path to continue from, or ``True`` for ``out_dir/last.pt``.
             time_limit: Stop early (then validate and save as at the end) once this many seconds
                 of this call have passed; ``None``: no limit. Under DDP rank 0's clock decides.
-            check_files: Run the pre-flight file check of XCAD-layout datasets (``False`` when
-                the caller has just done it).
+            check_files: Run :func:`~darlkit.training.check_training_datasets` first.
 
         Returns:
             ``{"step", "best_dice", "best_step", "history", "last_loss", "last_checkpoint",
             "best_checkpoint", "figure", "seconds", "stopped_early", "stop_reason"}``.
 
         Raises:
-            ValueError: If ``steps`` is negative or the data are unusable (a
-                :class:`~darlkit.training.DatasetCheckError` lists every bad file).
-            NonFiniteLossError: If a loss became NaN/Inf more than ``skip_nonfinite`` times in a row.
+            ValueError: If ``steps`` is negative or the data are unusable (``DatasetCheckError``
+                lists every bad file; ``NonFiniteLossError``: a loss became NaN/Inf).
             TrainingInterrupted: On SIGINT/SIGTERM, after ``last.pt`` was written.
         """
         cfg = self.config
         dataset, num_workers = _dataset_of(train_data, cfg.num_workers)
-        if check_files:
-            check_training_datasets(dataset, val_data)
         if resume:
             if resume is True:
                 if self.out_dir is None:
                     raise ValueError("resume=True needs the trainer's out_dir")
                 resume = self.out_dir / "last.pt"
             self.load(resume)
-            if self.is_main and self.files is not None:
-                truncate_logs(self.files.root, self.step)
-        if self.is_main and self.files is not None:
-            for path in (self.files.last, self.files.best):
-                remove_stale_temp_files(path)
+        guard = RunGuard(self, resumed=bool(resume), datasets=(dataset, val_data) if check_files else None)
         order = StepSampler(len(dataset), cfg.batch_size, cfg.seed, 0, 0, self.rank, self.world_size)
         if steps is None:
             steps = cfg.epochs * order.steps_per_epoch
@@ -460,7 +438,6 @@ class DARLTrainer:
             self.files.prepare(cfg.to_dict())
         start = time.perf_counter()
         self.stop_reason = None
-        guard = RunGuard(self)
         self._emit("on_fit_start", steps)
         last: dict[str, float] = {}
         try:
@@ -475,15 +452,7 @@ class DARLTrainer:
                     if self.stop_reason is not None:
                         break
                 batches.close()
-                self.checkpoints.save("last")  # before a final validation that could fail
-                interrupted = guard.interrupted()
-                if interrupted is not None:
-                    raise interrupted
-                if val_data is not None and self.validation.last_step != self.step:
-                    best_before = self.validation.best_step
-                    self._validate_and_log(val_data, start)
-                    if self.validation.best_step != best_before:
-                        self.checkpoints.save("last")  # with the new best Dice
+                guard.finish(lambda: self._validate_and_log(val_data, start), val_data is not None)
         except BaseException as exc:
             self._emit("on_exception", exc)
             raise
