@@ -34,8 +34,10 @@ def env(tmp_path_factory):
     Image.new("L", (50, 50)).save(odd)
     not_xcad = root / "empty"
     not_xcad.mkdir()
+    a_file = root / "a_file.txt"
+    a_file.write_text("not a folder")
     return {"data": data, "ckpt": ckpt, "junk": junk, "evil": evil, "jpg": jpg, "fake_png": fake_png,
-            "odd": odd, "empty": not_xcad, "root": root}
+            "odd": odd, "empty": not_xcad, "root": root, "file": a_file}
 
 
 def _run(argv, capsys):
@@ -84,6 +86,19 @@ CASES = {
     "quickstart-odd-render": (lambda e: ["quickstart", "--smoke", "--render-size", "129", "--out", str(e["root"] / "q")], "--render-size must be an even integer"),
     "quickstart-bad-data-seed": (lambda e: ["quickstart", "--smoke", "--data-seed", "-1"], "argument --data-seed: expected a non-negative integer"),
     "unknown-command": (lambda e: ["fly"], "invalid choice: 'fly'"),
+    # output paths, folders given as files and files given as folders, devices (issue 17)
+    "train-out-is-file": (lambda e: ["train", "--data", str(e["data"]), "--out", str(e["file"])], "argument --out: {file} is a file, not a folder"),
+    "train-out-under-file": (lambda e: ["train", "--data", str(e["data"]), "--out", str(e["file"] / "run")], "argument --out: {file}/run cannot be created: {file} is a file, not a folder"),
+    "train-data-is-file": (lambda e: ["train", "--data", str(e["file"]), "--out", str(e["root"] / "r")], "--data {file} is a file, not a dataset folder"),
+    "train-resume-folder": (lambda e: ["train", "--data", str(e["data"]), "--out", str(e["root"] / "r"), "--resume", str(e["empty"])], "--resume {empty} is a folder, not a checkpoint file"),
+    "train-device-unknown": (lambda e: ["train", "--data", str(e["data"]), "--device", "gpu0"], "argument --device: not a device name: 'gpu0'"),
+    "train-device-type": (lambda e: ["train", "--data", str(e["data"]), "--device", "meta"], "argument --device: meta: unsupported device type 'meta'"),
+    "quickstart-out-is-file": (lambda e: ["quickstart", "--smoke", "--out", str(e["file"])], "argument --out: {file} is a file, not a folder"),
+    "quickstart-device-unknown": (lambda e: ["quickstart", "--smoke", "--device", "toaster"], "argument --device: not a device name: 'toaster'"),
+    "synth-out-is-file": (lambda e: ["synth", str(e["file"])], "argument out: {file} is a file, not a folder"),
+    "synth-out-under-file": (lambda e: ["synth", str(e["file"] / "x")], "argument out: {file}/x cannot be created: {file} is a file"),
+    "flops-json-is-folder": (lambda e: ["flops", "--json", str(e["empty"])], "--json: {empty} is a folder, not a file"),
+    "flops-json-under-file": (lambda e: ["flops", "--json", str(e["file"] / "t.json")], "--json: {file}/t.json cannot be created: {file} is a file"),
 }
 
 
@@ -91,8 +106,72 @@ CASES = {
 def test_bad_arguments_give_one_line_and_status_2(env, capsys, case, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     argv_fn, expected = CASES[case]
+    expected = expected.replace("{file}", str(env["file"])).replace("{empty}", str(env["empty"]))
     code, err = _run(argv_fn(env), capsys)
     assert code == 2, err
     assert len(err.splitlines()) == 1, err
     assert "error:" in err and expected in err, err
     assert "Traceback" not in err
+
+
+def _one_line_error(argv, capsys, expected):
+    code, err = _run(argv, capsys)
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert expected in err, err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+@pytest.mark.parametrize("command", ["train", "quickstart"])
+def test_cuda_device_without_cuda_is_one_line(env, capsys, command, tmp_path):
+    argv = [command, "--device", "cuda", "--out", str(tmp_path / "o")]
+    argv += ["--data", str(env["data"])] if command == "train" else ["--smoke"]
+    _one_line_error(argv, capsys, "argument --device: cuda: CUDA is not available on this machine (use --device cpu)")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_missing_cuda_index_is_one_line(env, capsys, tmp_path):
+    n = torch.cuda.device_count()
+    argv = ["train", "--data", str(env["data"]), "--device", f"cuda:{n}", "--out", str(tmp_path / "o")]
+    _one_line_error(argv, capsys, f"cuda:{n}: no such CUDA device (this machine has {n})")
+
+
+def _read_only_folder(tmp_path):
+    """A folder nobody can create files in: chmod 500 (non-root), /proc/1 (root, Linux)."""
+    import os
+    from pathlib import Path
+
+    if os.name == "posix" and os.geteuid() != 0:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        return ro
+    if Path("/proc/1").is_dir():
+        return Path("/proc/1")
+    pytest.skip("no read-only folder available")
+
+
+@pytest.mark.parametrize(
+    "argv, option",
+    [
+        (lambda ro, e: ["train", "--data", str(e["data"]), "--out", str(ro / "run")], "argument --out"),
+        (lambda ro, e: ["quickstart", "--smoke", "--out", str(ro / "q")], "argument --out"),
+        (lambda ro, e: ["synth", str(ro / "s")], "argument out"),
+        (lambda ro, e: ["flops", "--json", str(ro / "t.json")], "--json"),
+    ],
+)
+def test_unwritable_output_is_one_line_naming_option_and_path(env, capsys, tmp_path, argv, option):
+    ro = _read_only_folder(tmp_path)
+    args = argv(ro, env)
+    _one_line_error(args, capsys, f"{option}: {args[-1]} is not writable (in {ro})")
+
+
+def test_path_argtypes_accept_good_paths_without_creating_anything(tmp_path):
+    from darlkit.cli import argtypes
+
+    nested = tmp_path / "a" / "b"
+    assert argtypes.output_dir(str(nested)) == nested and not (tmp_path / "a").exists()
+    assert argtypes.output_dir(str(tmp_path)) == tmp_path
+    assert argtypes.output_file(str(nested / "t.json")) == nested / "t.json"
+    assert sorted(tmp_path.iterdir()) == []  # the write probe leaves nothing behind
+    assert argtypes.device("cpu") == "cpu"

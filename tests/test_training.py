@@ -139,12 +139,15 @@ class _Custom:
     pass
 
 
-@pytest.mark.parametrize("payload", [_Custom(), _Evil()])
-def test_weights_only_refuses_pickled_objects(tmp_path, payload):
+@pytest.mark.parametrize("payload, found", [(_Custom(), "_Custom"), (_Evil(), "system")])
+def test_weights_only_refuses_pickled_objects(tmp_path, payload, found):
     path = tmp_path / "bad.pt"
     torch.save({"format": CHECKPOINT_FORMAT, "step": 0, "obj": payload}, path)
-    with pytest.raises(ValueError, match="weights_only"):
+    with pytest.raises(ValueError, match="refused by the safe loader") as info:
         load_checkpoint(path)
+    message = str(info.value)
+    assert str(path) in message and found in message  # names the file and what was found
+    assert "weights_only" not in message.replace(str(path), "")  # never suggests weights_only=False
 
 
 def test_load_rejects_non_checkpoints(tmp_path):

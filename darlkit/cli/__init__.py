@@ -66,10 +66,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(args.run(args) or 0)
-    except (CLIError, ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError) as exc:
+    except (CLIError, ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError,
+            IsADirectoryError, PermissionError) as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"darlkit {args.command}: error: {message}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"darlkit {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # TrainingInterrupted carries the signal's exit code (130 / 143)
+        detail = " ".join(str(exc).split())
+        print(f"darlkit {args.command}: interrupted" + (f": {detail}" if detail else ""), file=sys.stderr)
+        return int(getattr(exc, "exit_code", 130))

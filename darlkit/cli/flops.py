@@ -61,8 +61,15 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         Exit status 0.
     """
+    from darlkit.cli import CLIError, argtypes
     from darlkit.flops import CONVENTIONS, compute_table12, format_table12
     from darlkit.flops.table12 import table12_json
+
+    if args.json is not None:
+        try:
+            argtypes.output_file(args.json)
+        except argparse.ArgumentTypeError as exc:
+            raise CLIError(f"--json: {exc}") from None
 
     conventions = CONVENTIONS if args.convention == "both" else (args.convention,)
     tables = compute_table12(args.size, conventions)

@@ -45,7 +45,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="synthesise data, train the tiny preset, evaluate and segment (minutes on a CPU)",
         description="Synthesise a small dataset, train DARL's tiny preset without labels, evaluate and segment.",
     )
-    p.add_argument("--out", type=Path, default=Path("darlkit-quickstart"), help="output folder")
+    p.add_argument("--out", type=argtypes.output_dir, default=Path("darlkit-quickstart"), help="output folder")
     p.add_argument("--smoke", action="store_true", help="toy sizes: checks the pipeline in seconds")
     p.add_argument("--train-images", type=int, default=None, help="synthetic training images")
     p.add_argument("--test-images", type=int, default=None, help="synthetic test images")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from darlkit.cli import argtypes
+
 __all__ = ["add_parser", "run"]
 
 
@@ -27,7 +29,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
             "seed gives byte-identical files."
         ),
     )
-    p.add_argument("out", help="output folder (must be empty or missing unless --overwrite)")
+    p.add_argument("out", type=argtypes.output_dir, help="output folder (must be empty or missing unless --overwrite)")
     p.add_argument("--n-train", type=int, default=1621, help="images per training folder (default: 1621, as XCAD)")
     p.add_argument("--n-test", type=int, default=134, help="test images (default: 134, as XCAD)")
     p.add_argument("--size", type=int, default=512, help="image side, even and >= 32 (default: 512)")

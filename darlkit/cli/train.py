@@ -26,6 +26,9 @@ __all__ = [
     "run",
     "add_training_arguments",
     "build_config",
+    "config_overrides",
+    "resumed_config",
+    "prepare_run_folder",
     "train_from_args",
     "synthesise_once",
     "SYNTH_COMPLETE_MARKER",
@@ -63,6 +66,13 @@ def _config_flags() -> tuple[tuple[str, dict[str, Any], dict[str, Any]], ...]:
         ("--grad-clip", {"grad_clip": _VALUE},
          {"type": argtypes.positive_float, "help": "clip gradient norms to this value"}),
         ("--workers", {"num_workers": _VALUE}, {"type": argtypes.non_negative_int, "help": "DataLoader workers"}),
+        ("--save-every", {"ckpt_every": _VALUE},
+         {"type": argtypes.non_negative_int, "metavar": "N",
+          "help": "write OUT/last.pt every N steps (0: only at the end; default: the preset's ckpt_every)"}),
+        ("--skip-nonfinite", {"skip_nonfinite": _VALUE},
+         {"type": argtypes.non_negative_int, "metavar": "N",
+          "help": "skip up to N consecutive steps whose loss is NaN/Inf (default 0: stop at the first, "
+                  "keeping the last good checkpoint)"}),
     )
 
 
@@ -75,7 +85,7 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=argtypes.non_negative_int, default=None, help="total training iterations")
     for flag, _, options in _config_flags():
         p.add_argument(flag, **{"default": None, **options})
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    p.add_argument("--device", type=argtypes.device, default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     p.add_argument("--threads", type=argtypes.positive_int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -97,9 +107,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", type=Path, help="XCAD-layout dataset folder")
     src.add_argument("--synthetic", action="store_true", help="synthesise a dataset into OUT/data first")
-    p.add_argument("--out", type=Path, default=Path("runs/darl"), help="run folder (checkpoints, logs, figure)")
+    p.add_argument("--out", type=argtypes.output_dir, default=Path("runs/darl"), help="run folder (checkpoints, logs, figure)")
     p.add_argument("--resume", nargs="?", const=True, default=None, metavar="CKPT",
-                   help="continue from CKPT (default: OUT/last.pt)")
+                   help="continue from CKPT (default: OUT/last.pt); settings not given are the checkpoint's")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run in OUT: delete its last.pt, best.pt, metrics.*, train_log.jsonl, figure.png "
+                        "and config.json (no other file) before training")
     p.add_argument("--synthetic-train", type=argtypes.positive_int, default=64, help="synthetic training images")
     p.add_argument("--synthetic-test", type=argtypes.positive_int, default=16, help="synthetic test images")
     p.add_argument("--synthetic-size", type=argtypes.positive_int, default=None,
@@ -110,6 +123,23 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_training_arguments(p)
     p.set_defaults(run=run)
     return p
+
+
+def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``TrainConfig`` fields set explicitly by the options of :func:`add_training_arguments`.
+
+    Args:
+        args: Parsed arguments.
+
+    Returns:
+        ``{field: value}`` for every option given on the command line.
+    """
+    overrides: dict[str, Any] = {}
+    for flag, fields, _ in _config_flags():
+        value = getattr(args, flag[2:].replace("-", "_"), None)
+        if value is not None:
+            overrides.update({k: value if v is _VALUE else v for k, v in fields.items()})
+    return overrides
 
 
 def build_config(args: argparse.Namespace, default_preset: str = "paper"):
@@ -124,12 +154,47 @@ def build_config(args: argparse.Namespace, default_preset: str = "paper"):
     """
     from darlkit.training import TrainConfig
 
-    overrides: dict[str, Any] = {}
-    for flag, fields, _ in _config_flags():
-        value = getattr(args, flag[2:].replace("-", "_"))
-        if value is not None:
-            overrides.update({k: value if v is _VALUE else v for k, v in fields.items()})
-    return TrainConfig.preset(args.preset or default_preset, **overrides)
+    return TrainConfig.preset(args.preset or default_preset, **config_overrides(args))
+
+
+def resumed_config(args: argparse.Namespace, checkpoint: Path):
+    """The configuration of a resumed run: the checkpoint's, with the options given explicitly.
+
+    Args:
+        args: Parsed arguments (``--preset`` must be absent or the checkpoint's).
+        checkpoint: The checkpoint to continue.
+
+    Returns:
+        The validated configuration (see :func:`darlkit.training.resume_config`).
+
+    Raises:
+        CLIError: If ``--preset`` differs from the checkpoint's preset.
+        ValueError: If an option changes a setting that is fixed on resume (names and values).
+    """
+    from darlkit.training import load_checkpoint, resume_config
+
+    stored = load_checkpoint(checkpoint)["config"]
+    if args.preset is not None and args.preset != stored.get("preset_name"):
+        raise CLIError(f"--preset {args.preset}: the checkpoint {checkpoint} was trained with preset "
+                       f"{stored.get('preset_name')!r} (omit --preset when resuming)")
+    return resume_config(stored, config_overrides(args))
+
+
+def prepare_run_folder(args: argparse.Namespace) -> None:
+    """Refuse a previous run's folder unless ``--resume``; with ``--overwrite`` clear its run files.
+
+    Args:
+        args: Parsed arguments (``--out``, ``--resume``, optional ``--overwrite``).
+
+    Raises:
+        FileExistsError: If ``--out`` holds a run and neither option is given.
+    """
+    from darlkit.training.run_folder import check_run_folder, clear_run_files
+
+    overwrite = bool(getattr(args, "overwrite", False))
+    check_run_folder(args.out, resume=args.resume is not None, overwrite=overwrite)
+    if overwrite and int(os.environ.get("RANK", "0")) == 0:
+        clear_run_files(args.out)
 
 
 def _resolve_device(name: str | None):
@@ -198,6 +263,8 @@ def synthesise_once(data_root: Path, write: Callable[[], Any], *, timeout: float
 
 
 def _check_xcad_dir(root: Path) -> None:
+    if root.exists() and not root.is_dir():
+        raise CLIError(f"--data {root} is a file, not a dataset folder")
     if not root.is_dir():
         raise CLIError(f"--data: dataset folder not found: {root}")
     missing = [d for d in ("train/trainA", "train/trainB", "train/trainC") if not (root / d).is_dir()]
@@ -224,26 +291,34 @@ def train_from_args(args: argparse.Namespace, *, default_preset: str = "paper", 
     from darlkit.data import XCADDataset
     from darlkit.training import DARLTrainer, build_networks
 
+    from darlkit.training import check_dataset_files
+
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    config = build_config(args, default_preset)
+    prepare_run_folder(args)
+    resume = args.resume
+    if resume not in (None, True):
+        resume = Path(resume)
+        if resume.is_dir():
+            raise CLIError(f"--resume {resume} is a folder, not a checkpoint file")
+        if not resume.is_file():
+            raise CLIError(f"--resume: checkpoint not found: {resume}")
+    elif resume is True and not (args.out / "last.pt").is_file():
+        raise CLIError(f"--resume: no checkpoint to continue in {args.out} (expected {args.out / 'last.pt'})")
+    config = build_config(args, default_preset) if resume is None else resumed_config(
+        args, args.out / "last.pt" if resume is True else resume)
     device = _resolve_device(args.device)
     if config.amp == "fp16" and device.type != "cuda":
         raise CLIError("--amp fp16 needs a CUDA device; use --amp bf16 on the CPU")
     root = Path(data_root if data_root is not None else args.data)
     _check_xcad_dir(root)
+    # Every training and test file is decoded and checked before step 1 (one error lists all).
+    check_dataset_files(root, train_side=2 * config.image_size)
     distributed = _init_distributed(device)
     try:
         train_set = XCADDataset(root, split="train", size=config.image_size, augment=True, seed=config.seed)
         test_dir = root / "test" / "images"
         test_set = XCADDataset(root, split="test") if test_dir.is_dir() and any(test_dir.iterdir()) else None
-        resume = args.resume
-        if resume not in (None, True):
-            resume = Path(resume)
-            if not resume.is_file():
-                raise CLIError(f"--resume: checkpoint not found: {resume}")
-        elif resume is True and not (args.out / "last.pt").is_file():
-            raise CLIError(f"--resume: no checkpoint to continue in {args.out} (expected {args.out / 'last.pt'})")
         model, d_s, d_a = build_networks(config)
         trainer = DARLTrainer(model, d_s, d_a, config, out_dir=args.out, device=device,
                               progress=not args.no_progress)
@@ -252,7 +327,8 @@ def train_from_args(args: argparse.Namespace, *, default_preset: str = "paper", 
             log(f"darlkit train: preset {config.preset_name}, {len(train_set)} training items, "
                 f"{0 if test_set is None else len(test_set)} test images, {n_params / 1e6:.2f} M parameters, "
                 f"device {device}, world size {trainer.world_size}")
-        result = trainer.fit(train_set, steps=args.steps, val_data=test_set, resume=resume, time_limit=time_limit)
+        result = trainer.fit(train_set, steps=args.steps, val_data=test_set, resume=resume, time_limit=time_limit,
+                             check_files=False)  # checked above, before the datasets were built
         result["config"] = config
         result["trainer"] = trainer
         return result
@@ -272,6 +348,7 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         Exit status 0.
     """
+    prepare_run_folder(args)  # before writing anything into --out
     data_root = None
     if args.synthetic:
         from darlkit.synthesis import write_synthetic_xcad

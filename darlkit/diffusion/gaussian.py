@@ -16,7 +16,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from darlkit.diffusion.schedules import make_beta_schedule
+from darlkit.diffusion.schedules import _as_betas, make_beta_schedule, _schedule_arrays
+from darlkit.diffusion.timesteps import check_timesteps, sample_timesteps
 
 __all__ = ["GaussianDiffusion", "SCHEDULE_BUFFERS"]
 
@@ -39,55 +40,7 @@ SCHEDULE_BUFFERS: tuple[str, ...] = (
 They equal the top-level keys of the authors' released generator checkpoint (``<prefix>_G.pth``).
 """
 
-POSTERIOR_LOG_VARIANCE_FLOOR = 1e-20
-"""Lower clip of the posterior variance before its log (the variance is 0 at t = 0)."""
-
-_INT_DTYPES = (torch.int64, torch.int32)
-
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def _schedule_arrays(betas: np.ndarray) -> dict[str, np.ndarray]:
-    """All schedule quantities in float64 from a float64 beta array of shape (T,)."""
-    alphas = 1.0 - betas
-    alphas_cumprod = np.cumprod(alphas)
-    alphas_cumprod_prev = np.append(1.0, alphas_cumprod[:-1])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # Only a schedule with a beta of exactly 1 (e.g. "jsd" at its last step) reaches
-        # alphas_cumprod == 0, where the reciprocals are +inf by construction.
-        posterior_variance = betas * (1.0 - alphas_cumprod_prev) / (1.0 - alphas_cumprod)
-        arrays = {
-            "betas": betas,
-            "alphas_cumprod": alphas_cumprod,
-            "alphas_cumprod_prev": alphas_cumprod_prev,
-            "sqrt_alphas_cumprod": np.sqrt(alphas_cumprod),
-            "sqrt_one_minus_alphas_cumprod": np.sqrt(1.0 - alphas_cumprod),
-            "log_one_minus_alphas_cumprod": np.log(1.0 - alphas_cumprod),
-            "sqrt_recip_alphas_cumprod": np.sqrt(1.0 / alphas_cumprod),
-            "sqrt_recipm1_alphas_cumprod": np.sqrt(1.0 / alphas_cumprod - 1.0),
-            "posterior_variance": posterior_variance,
-            "posterior_log_variance_clipped": np.log(np.maximum(posterior_variance, POSTERIOR_LOG_VARIANCE_FLOOR)),
-            "posterior_mean_coef1": betas * np.sqrt(alphas_cumprod_prev) / (1.0 - alphas_cumprod),
-            "posterior_mean_coef2": (1.0 - alphas_cumprod_prev) * np.sqrt(alphas) / (1.0 - alphas_cumprod),
-        }
-    return arrays
-
-
-def _as_betas(betas: object) -> np.ndarray:
-    if isinstance(betas, torch.Tensor):
-        arr = betas.detach().cpu().to(torch.float64).numpy()
-    else:
-        try:
-            arr = np.asarray(betas, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"betas must be a 1-D array of floats, got {type(betas).__name__}") from exc
-    if arr.ndim != 1 or arr.shape[0] < 1:
-        raise ValueError(f"betas must be a non-empty 1-D array, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError("betas must be finite (found NaN or inf)")
-    if np.any(arr <= 0.0) or np.any(arr > 1.0):
-        raise ValueError(f"betas must lie in (0, 1], got min {arr.min()} and max {arr.max()}")
-    return np.ascontiguousarray(arr, dtype=np.float64)
 
 
 class GaussianDiffusion(nn.Module):
@@ -113,8 +66,9 @@ class GaussianDiffusion(nn.Module):
     dtype.
 
     Timestep arguments ``t`` are either a python int (used for every sample of the batch)
-    or an integer tensor (int64 or int32) of shape (N,) with N the batch size of ``x``;
-    values must lie in [0, T).
+    or an integer tensor (int64 or int32) of shape (N,) with N the batch size of ``x`` (or a
+    single step, shape () or (1,)); values must lie in [0, T) (see
+    :func:`~darlkit.diffusion.check_timesteps`).
 
     Args:
         schedule: Beta schedule name, one of ``BETA_SCHEDULES`` (DARL: ``"linear"``).
@@ -131,7 +85,8 @@ class GaussianDiffusion(nn.Module):
         schedule (str): The schedule name, or ``"custom"`` when ``betas`` was given.
 
     Raises:
-        ValueError: On an unknown schedule, ``timesteps < 1`` or invalid ``betas``.
+        ValueError: On an unknown schedule, ``timesteps < 1``, ``linear_start > linear_end``,
+            invalid ``betas``, or a beta of 1 before the last step.
     """
 
     def __init__(
@@ -151,6 +106,12 @@ class GaussianDiffusion(nn.Module):
         else:
             betas64 = _as_betas(betas)
             self.schedule = "custom"
+        if np.any(betas64[:-1] >= 1.0):
+            first = int(np.argmax(betas64[:-1] >= 1.0))
+            raise ValueError(
+                f"betas must be < 1 before the last step (a beta of 1 destroys the signal, so every "
+                f"later step is pure noise and x_0 cannot be recovered), got beta[{first}] = {betas64[first]}"
+            )
         self.num_timesteps = int(betas64.shape[0])
         for name, value in _schedule_arrays(betas64).items():
             self.register_buffer(name, torch.tensor(value, dtype=torch.float32))
@@ -182,21 +143,8 @@ class GaussianDiffusion(nn.Module):
         return x
 
     def _check_t(self, t: object, batch: int, device: torch.device) -> torch.Tensor:
-        """Validate ``t`` and return it as an int64 tensor of shape (batch,) on ``device``."""
-        T = self.num_timesteps
-        if isinstance(t, torch.Tensor):
-            if t.dtype not in _INT_DTYPES:
-                raise TypeError(f"t must be an int64 or int32 tensor (integer step indices), got dtype {t.dtype}")
-            if t.dim() != 1 or t.shape[0] != batch:
-                raise ValueError(f"t must have shape ({batch},) to match the batch, got {tuple(t.shape)}")
-            if bool(((t < 0) | (t >= T)).any()):  # one host sync
-                raise ValueError(f"t values must lie in [0, {T}), got min {int(t.min())} and max {int(t.max())}")
-            return t.to(device=device, dtype=torch.int64)
-        if isinstance(t, bool) or not isinstance(t, numbers.Integral):
-            raise TypeError(f"t must be a python int or an integer tensor of shape (N,), got {type(t).__name__}")
-        if not 0 <= int(t) < T:
-            raise ValueError(f"t must lie in [0, {T}), got {int(t)}")
-        return torch.full((batch,), int(t), dtype=torch.int64, device=device)
+        """Validate ``t`` (:func:`~darlkit.diffusion.check_timesteps`), int64 (batch,) on ``device``."""
+        return check_timesteps(t, batch, self.num_timesteps, device=device)
 
     @staticmethod
     def _check_like(value: object, ref: torch.Tensor, name: str, ref_name: str) -> torch.Tensor:
@@ -238,15 +186,13 @@ class GaussianDiffusion(nn.Module):
         Raises:
             ValueError: If ``batch < 1`` or ``max_t`` is outside [1, T].
         """
-        if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
-            raise ValueError(f"batch must be an int >= 1, got {batch!r}")
         if max_t is None:
             max_t = self.num_timesteps
         if isinstance(max_t, bool) or not isinstance(max_t, numbers.Integral) or not 1 <= max_t <= self.num_timesteps:
             raise ValueError(f"max_t must be an int in [1, {self.num_timesteps}], got {max_t!r}")
         if device is None:
             device = generator.device if generator is not None else self.betas.device
-        return torch.randint(0, int(max_t), (int(batch),), generator=generator, device=device, dtype=torch.int64)
+        return sample_timesteps(batch, int(max_t), generator=generator, device=device)
 
     def q_sample(
         self,

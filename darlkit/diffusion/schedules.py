@@ -15,7 +15,7 @@ import torch
 
 from darlkit._validation import check_int
 
-__all__ = ["BETA_SCHEDULES", "make_beta_schedule"]
+__all__ = ["BETA_SCHEDULES", "RAMP_SCHEDULES", "make_beta_schedule"]
 
 BETA_SCHEDULES: tuple[str, ...] = (
     "linear",
@@ -29,6 +29,9 @@ BETA_SCHEDULES: tuple[str, ...] = (
     "scaled_linear",
 )
 """Names accepted by ``make_beta_schedule`` and ``GaussianDiffusion(schedule=...)``, each documented there."""
+
+RAMP_SCHEDULES: tuple[str, ...] = ("linear", "quad", "scaled_linear", "warmup10", "warmup50", "sigmoid")
+"""Schedules that ramp from ``linear_start`` up to ``linear_end`` (which must not exceed it)."""
 
 COSINE_MAX_BETA = 0.999
 """Upper clip of the cosine schedule's betas (Nichol & Dhariwal, 2021)."""
@@ -93,7 +96,8 @@ def make_beta_schedule(
 
     Raises:
         ValueError: If ``name`` is unknown (the message lists the accepted names), or
-            ``timesteps < 1``, or a parameter is outside its range.
+            ``timesteps < 1``, or a parameter is outside its range, or ``linear_start >
+            linear_end`` for a schedule of ``RAMP_SCHEDULES``.
         TypeError: If ``timesteps`` is not an int or a parameter is not a real number.
     """
     if not isinstance(name, str):
@@ -108,6 +112,11 @@ def make_beta_schedule(
     cosine_s = float(cosine_s)
     if not (math.isfinite(cosine_s) and cosine_s >= 0.0):
         raise ValueError(f"cosine_s must be a finite number >= 0, got {cosine_s}")
+    if name in RAMP_SCHEDULES and linear_start > linear_end:
+        raise ValueError(
+            f"linear_start must be <= linear_end for the {name!r} schedule (betas grow from start to "
+            f"end), got linear_start={linear_start} > linear_end={linear_end}"
+        )
 
     if name == "linear":
         betas = _linspace64(linear_start, linear_end, timesteps)
@@ -130,3 +139,68 @@ def make_beta_schedule(
         x = _linspace64(-6.0, 6.0, timesteps)
         betas = 1.0 / (1.0 + np.exp(-x)) * (linear_end - linear_start) + linear_start
     return np.ascontiguousarray(betas, dtype=np.float64)
+
+
+POSTERIOR_LOG_VARIANCE_FLOOR = 1e-20
+"""Lower clip of the posterior variance before its log (the variance is 0 at t = 0)."""
+
+def _schedule_arrays(betas: np.ndarray) -> dict[str, np.ndarray]:
+    """Every schedule quantity of ``GaussianDiffusion`` in float64.
+
+    Args:
+        betas: float64 array of shape (T,) with values in (0, 1].
+
+    Returns:
+        A dict from each name of ``SCHEDULE_BUFFERS`` to a float64 array of shape (T,).
+    """
+    alphas = 1.0 - betas
+    alphas_cumprod = np.cumprod(alphas)
+    alphas_cumprod_prev = np.append(1.0, alphas_cumprod[:-1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # Only a schedule with a beta of exactly 1 (e.g. "jsd" at its last step) reaches
+        # alphas_cumprod == 0, where the reciprocals are +inf by construction.
+        posterior_variance = betas * (1.0 - alphas_cumprod_prev) / (1.0 - alphas_cumprod)
+        arrays = {
+            "betas": betas,
+            "alphas_cumprod": alphas_cumprod,
+            "alphas_cumprod_prev": alphas_cumprod_prev,
+            "sqrt_alphas_cumprod": np.sqrt(alphas_cumprod),
+            "sqrt_one_minus_alphas_cumprod": np.sqrt(1.0 - alphas_cumprod),
+            "log_one_minus_alphas_cumprod": np.log(1.0 - alphas_cumprod),
+            "sqrt_recip_alphas_cumprod": np.sqrt(1.0 / alphas_cumprod),
+            "sqrt_recipm1_alphas_cumprod": np.sqrt(1.0 / alphas_cumprod - 1.0),
+            "posterior_variance": posterior_variance,
+            "posterior_log_variance_clipped": np.log(np.maximum(posterior_variance, POSTERIOR_LOG_VARIANCE_FLOOR)),
+            "posterior_mean_coef1": betas * np.sqrt(alphas_cumprod_prev) / (1.0 - alphas_cumprod),
+            "posterior_mean_coef2": (1.0 - alphas_cumprod_prev) * np.sqrt(alphas) / (1.0 - alphas_cumprod),
+        }
+    return arrays
+
+
+def _as_betas(betas: object) -> np.ndarray:
+    """Validate explicit beta values and return them as a contiguous float64 array.
+
+    Args:
+        betas: A 1-D array, tensor or sequence of floats, each in (0, 1].
+
+    Returns:
+        float64 array of shape (T,).
+
+    Raises:
+        TypeError: If ``betas`` is not convertible to floats.
+        ValueError: If it is not a non-empty 1-D array of finite values in (0, 1].
+    """
+    if isinstance(betas, torch.Tensor):
+        arr = betas.detach().cpu().to(torch.float64).numpy()
+    else:
+        try:
+            arr = np.asarray(betas, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"betas must be a 1-D array of floats, got {type(betas).__name__}") from exc
+    if arr.ndim != 1 or arr.shape[0] < 1:
+        raise ValueError(f"betas must be a non-empty 1-D array, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("betas must be finite (found NaN or inf)")
+    if np.any(arr <= 0.0) or np.any(arr > 1.0):
+        raise ValueError(f"betas must lie in (0, 1], got min {arr.min()} and max {arr.max()}")
+    return np.ascontiguousarray(arr, dtype=np.float64)

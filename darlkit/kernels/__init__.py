@@ -14,6 +14,7 @@ from darlkit.kernels.composite import InstanceNormActFunction, SPADENormFunction
 from darlkit.kernels.dispatch import (
     AUTO_COMPILE_MIN_NUMEL,
     BACKENDS,
+    check_backend,
     instance_norm_act,
     resolve_backend,
     spade_norm,
@@ -24,6 +25,7 @@ from darlkit.kernels.reference import instance_norm_act_reference, spade_norm_re
 __all__ = [
     "BACKENDS",
     "AUTO_COMPILE_MIN_NUMEL",
+    "check_backend",
     "resolve_backend",
     "compile_available",
     "spade_norm",

@@ -24,7 +24,7 @@ import torch
 from darlkit.kernels import composite
 from darlkit.kernels.reference import instance_norm_act_reference, spade_norm_reference
 
-__all__ = ["BACKENDS", "AUTO_COMPILE_MIN_NUMEL", "resolve_backend", "spade_norm", "instance_norm_act"]
+__all__ = ["BACKENDS", "AUTO_COMPILE_MIN_NUMEL", "check_backend", "resolve_backend", "spade_norm", "instance_norm_act"]
 
 BACKENDS: tuple[str, ...] = ("auto", "eager", "compile", "triton")
 """Accepted values of every ``backend`` argument."""
@@ -60,10 +60,28 @@ def _in_dispatch_mode() -> bool:
     return bool(is_in_torch_dispatch_mode())
 
 
-def _check_backend(backend: str) -> str:
-    if not isinstance(backend, str) or backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+def check_backend(backend: object, name: str = "backend") -> str:
+    """Validate a kernel backend name (what every ``backend=`` argument goes through).
+
+    Args:
+        backend: The value to check.
+        name: Argument name quoted in the error.
+
+    Returns:
+        ``backend``, one of ``BACKENDS``.
+
+    Raises:
+        TypeError: If ``backend`` is not a str.
+        ValueError: If ``backend`` is not one of ``BACKENDS`` (the message lists them).
+    """
+    if not isinstance(backend, str):
+        raise TypeError(f"{name} must be a str, one of {BACKENDS}, got {type(backend).__name__}")
+    if backend not in BACKENDS:
+        raise ValueError(f"{name} must be one of {BACKENDS}, got {backend!r}")
     return backend
+
+
+_check_backend = check_backend
 
 
 def _check_scalars(eps: float, negative_slope: float | None) -> None:

@@ -19,6 +19,7 @@ from torch import nn
 from darlkit.layers.segmap import prepare_segmap
 from darlkit._validation import check_int
 from darlkit.layers.context import SegmapContext
+from darlkit.kernels.dispatch import check_backend
 from darlkit.layers.spade import SwitchableSPADE
 
 __all__ = ["spadeify", "SpadeifiedModel", "NORM_TYPES"]
@@ -281,6 +282,7 @@ def spadeify(
         raise TypeError(f"filter_fn must be callable, got {type(filter_fn).__name__}")
     if not isinstance(inplace, bool):
         raise TypeError(f"inplace must be a bool, got {type(inplace).__name__}")
+    check_backend(backend)
 
     target = model if inplace else copy.deepcopy(model)
     converted: dict[int, SwitchableSPADE] = {}

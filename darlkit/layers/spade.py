@@ -176,8 +176,7 @@ class SwitchableSPADE(nn.Module):
             or not math.isfinite(negative_slope)
         ):
             raise ValueError(f"negative_slope must be a finite float, got {negative_slope!r}")
-        if not isinstance(backend, str):
-            raise TypeError(f"backend must be a str, got {type(backend).__name__}")
+        kernels.check_backend(backend)
         if param_free_norm == "group":
             if num_groups is None:
                 num_groups = default_num_groups(num_features)

@@ -4,11 +4,14 @@
   ``forward_paths`` (returns ``DARLPaths``), ``config`` / ``save_pretrained`` /
   ``from_pretrained`` (a model folder: ``config.json`` + ``model.safetensors``).
 * ``load_model`` -- one loader for a model folder, a training checkpoint or the release.
+* ``check_image`` / ``check_mask`` / ``IMAGE_RANGE_TOLERANCE`` -- the input rules of DARL's methods.
 * ``load_released_checkpoint`` -- the authors' ``<prefix>_G.pth`` / ``_Ds.pth`` / ``_Da.pth``.
 """
 
 from darlkit.model.darl import DARL, DARLPaths, mask_to_onehot
 from darlkit.model.loading import load_model, model_from_checkpoint, read_torch_file
+from darlkit.model.inputs import IMAGE_RANGE_TOLERANCE, check_image, check_mask
+from darlkit.model.safe_load import safe_load_error
 from darlkit.model.released import RELEASED_PREFIX_MAP, ReleasedModels, load_released_checkpoint, map_released_keys
 
 __all__ = [
@@ -18,6 +21,10 @@ __all__ = [
     "model_from_checkpoint",
     "read_torch_file",
     "mask_to_onehot",
+    "check_image",
+    "check_mask",
+    "IMAGE_RANGE_TOLERANCE",
+    "safe_load_error",
     "load_released_checkpoint",
     "map_released_keys",
     "ReleasedModels",

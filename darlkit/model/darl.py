@@ -13,10 +13,11 @@ from torch import nn
 
 from darlkit._validation import check_int
 from darlkit.nets.config import ConfigMixin, network_config, network_from_config
+from darlkit.diffusion.timesteps import check_timesteps, sample_timesteps
+from darlkit.model.inputs import check_image, check_mask
 from darlkit.polyphase import polyphase_merge, polyphase_split
 
 __all__ = ["DARL", "DARLPaths", "mask_to_onehot"]
-
 
 def mask_to_onehot(mask: torch.Tensor) -> torch.Tensor:
     """Turn a mask in [-1, 1] into the 2-channel (background, vessel) one-hot segmap of G.
@@ -68,6 +69,16 @@ class DARL(ConfigMixin, nn.Module):
     no reverse diffusion); synthesis is the same generator conditioned on a vessel mask
     through its switchable SPADE layers. The discriminators are not part of this module
     (the trainer owns them).
+
+    Inputs (``segment``, ``synthesize``, ``forward_paths``): images are (N, 1, H, W) floats in
+    [-1, 1]; float16, bfloat16 and float64 inputs are cast to the dtype of the model's
+    parameters (float32 unless the model was cast) and the outputs have that dtype. NaN and
+    Inf values are refused (the error names which, and how many); values outside [-1, 1] by
+    more than :data:`~darlkit.model.IMAGE_RANGE_TOLERANCE` (0.5) raise a ``UserWarning`` (typically a 0..255
+    image). Masks hold vessel = 1 and background = -1 or 0 (float, bool or integer); a
+    {0, 1} mask is mapped to {-1, 1}, any other value is an error. Steps are checked by
+    :func:`darlkit.diffusion.check_timesteps`: ``t`` and ``t_b`` in [0, T), ``t_a`` in
+    [0, t_a_max).
 
     Submodule names (``unet``, ``generator``, ``diffusion``) define the state-dict layout;
     the release's keys map onto it by the prefixes ``denoise_fn.`` -> ``unet.``,
@@ -205,40 +216,28 @@ class DARL(ConfigMixin, nn.Module):
             m = math.lcm(m, k)
         return m
 
-    def _check_image(self, x: object, name: str) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-        if x.dim() != 4 or x.shape[1] != 1:
-            raise ValueError(f"{name} must have shape (N, 1, H, W), got {tuple(x.shape)}")
-        if not x.is_floating_point():
-            raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-        m = self.size_multiple
-        h, w = x.shape[-2:]
-        if h == 0 or w == 0 or h % m or w % m:
-            raise ValueError(f"{name} height and width must be positive multiples of {m}, got {(h, w)}")
-        if x.shape[0] == 0:
-            raise ValueError(f"{name} must have a non-empty batch, got shape {tuple(x.shape)}")
-        if torch.isnan(x).any():
-            raise ValueError(f"{name} contains NaN")
-        return x
+    def _input_dtype(self) -> torch.dtype:
+        """The floating dtype inputs are cast to: that of the model's parameters (float32)."""
+        for p in self.parameters():
+            if p.is_floating_point():
+                return p.dtype
+        return torch.float32
 
-    def _steps(self, t: torch.Tensor | int, n: int, device: torch.device, name: str) -> torch.Tensor:
-        T = self.num_timesteps
-        if isinstance(t, torch.Tensor):
-            if t.dtype not in (torch.int64, torch.int32):
-                raise TypeError(f"{name} must be an integer tensor, got dtype {t.dtype}")
-            t = t.reshape(-1).to(device=device, dtype=torch.int64)
-            if t.numel() == 1 and n != 1:
-                t = t.expand(n).clone()
-            if t.numel() != n:
-                raise ValueError(f"{name} must have one step per image ({n}), got {t.numel()}")
-        else:
-            if isinstance(t, bool) or not isinstance(t, int):
-                raise TypeError(f"{name} must be an int or an integer tensor, got {type(t).__name__}")
-            t = torch.full((n,), t, dtype=torch.int64, device=device)
-        if int(t.min()) < 0 or int(t.max()) >= T:
-            raise ValueError(f"{name} must lie in [0, {T}), got min {int(t.min())} and max {int(t.max())}")
-        return t
+    def _check_image(self, x: object, name: str) -> torch.Tensor:
+        """Validate an image input; returns it in the model's dtype (see :func:`check_image`)."""
+        return check_image(x, name, size_multiple=self.size_multiple, dtype=self._input_dtype())
+
+    def _check_mask(self, mask: object, ref: torch.Tensor) -> torch.Tensor:
+        """Validate a vessel mask of ``ref``'s shape; returns it in {-1, 1} (see :func:`check_mask`)."""
+        return check_mask(mask, ref)
+
+    def _steps(
+        self, t: torch.Tensor | int, n: int, device: torch.device, name: str, upper: int | None = None
+    ) -> torch.Tensor:
+        """Steps as int64 (n,) on ``device`` in [0, upper) (default T) via ``check_timesteps``."""
+        if upper is None:
+            return check_timesteps(t, n, self.num_timesteps, name=name, device=device)
+        return check_timesteps(t, n, upper, name=name, bound_name=f"{name}_max", device=device)
 
     def _randn(self, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         return torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
@@ -348,17 +347,6 @@ class DARL(ConfigMixin, nn.Module):
         x_t = self.diffusion.q_sample(background, steps, noise)
         return self.generator(self._g_input(x_t, steps), mask_to_onehot(mask))
 
-    def _check_mask(self, mask: object, ref: torch.Tensor) -> torch.Tensor:
-        if not isinstance(mask, torch.Tensor):
-            raise TypeError(f"mask must be a torch.Tensor, got {type(mask).__name__}")
-        if tuple(mask.shape) != tuple(ref.shape):
-            raise ValueError(f"mask must have shape {tuple(ref.shape)} (N, 1, H, W), got {tuple(mask.shape)}")
-        if not mask.is_floating_point():
-            raise ValueError(f"mask must be a floating-point tensor in [-1, 1], got dtype {mask.dtype}")
-        if torch.isnan(mask).any():
-            raise ValueError("mask contains NaN")
-        return mask
-
     def forward_paths(
         self,
         angiogram: torch.Tensor,
@@ -386,11 +374,12 @@ class DARL(ConfigMixin, nn.Module):
         Args:
             angiogram: Real angiograms x^a (N, 1, H, W) in [-1, 1].
             background: Background images x^b (N, 1, H, W) in [-1, 1].
-            mask: Fractal vessel masks s^f (N, 1, H, W) in [-1, 1] (vessel where > 0).
-            t_a: Steps of the A and cycle paths (int or int64 (N,)); drawn from
+            mask: Fractal vessel masks s^f (N, 1, H, W) in {-1, 1} or {0, 1} (vessel = 1; a
+                {0, 1} mask is mapped to {-1, 1}, the target of L_cyc).
+            t_a: Steps of the A and cycle paths (int or int64 (N,)) in [0, t_a_max); drawn from
                 U{0..t_a_max-1} when None.
-            t_b: Steps of the B path; drawn from U{0..T-1} when None.
-            noise: Gaussian noise (N, 1, H, W); drawn when None.
+            t_b: Steps of the B path in [0, T); drawn from U{0..T-1} when None.
+            noise: Gaussian noise (N, 1, H, W), cast to the inputs' dtype; drawn when None.
             generator: Random generator for the drawn steps and noise (its device must
                 match the inputs').
 
@@ -398,7 +387,8 @@ class DARL(ConfigMixin, nn.Module):
             A ``DARLPaths``.
 
         Raises:
-            TypeError, ValueError: On bad inputs (shape, channels, dtype, size, NaN, steps).
+            TypeError, ValueError: On bad inputs (shape, channels, dtype, size, NaN or Inf,
+                mask values, steps out of range).
         """
         angiogram = self._check_image(angiogram, "angiogram")
         background = self._check_image(background, "background")
@@ -409,13 +399,11 @@ class DARL(ConfigMixin, nn.Module):
         mask = self._check_mask(mask, angiogram)
         n, device = angiogram.shape[0], angiogram.device
         if t_a is None:
-            t_a = torch.randint(0, self.t_a_max, (n,), generator=generator, device=device, dtype=torch.int64)
+            t_a = sample_timesteps(n, self.t_a_max, generator=generator, device=device)
         else:
-            t_a = self._steps(t_a, n, device, "t_a")
-            if int(t_a.max()) >= self.t_a_max:
-                raise ValueError(f"t_a must lie in [0, t_a_max={self.t_a_max}), got max {int(t_a.max())}")
+            t_a = self._steps(t_a, n, device, "t_a", upper=self.t_a_max)
         if t_b is None:
-            t_b = torch.randint(0, self.num_timesteps, (n,), generator=generator, device=device, dtype=torch.int64)
+            t_b = sample_timesteps(n, self.num_timesteps, generator=generator, device=device)
         else:
             t_b = self._steps(t_b, n, device, "t_b")
         if noise is None:
@@ -423,6 +411,10 @@ class DARL(ConfigMixin, nn.Module):
         elif not isinstance(noise, torch.Tensor) or tuple(noise.shape) != tuple(angiogram.shape):
             got = tuple(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__
             raise ValueError(f"noise must be a tensor of shape {tuple(angiogram.shape)}, got {got}")
+        elif not noise.is_floating_point():
+            raise ValueError(f"noise must be a floating-point tensor, got dtype {noise.dtype}")
+        else:
+            noise = noise.to(angiogram.dtype)
 
         q = self.diffusion.q_sample
         x_a_t = q(angiogram, t_a, noise)

@@ -16,8 +16,6 @@ which refuses pickled Python objects.
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,46 +24,10 @@ import torch
 
 from darlkit.model.darl import DARL
 from darlkit.model.released import load_released_checkpoint
+from darlkit.model.safe_load import read_torch_file
 from darlkit.nets.config import CONFIG_NAME
 
 __all__ = ["load_model", "model_from_checkpoint", "read_torch_file"]
-
-
-def read_torch_file(path: str | os.PathLike[str], map_location: Any = "cpu") -> Any:
-    """``torch.load(path, weights_only=True)`` with one clear error for every kind of bad file.
-
-    Args:
-        path: A ``torch.save`` file.
-        map_location: Passed to :func:`torch.load`.
-
-    Returns:
-        The loaded object (tensors and plain Python data only).
-
-    Raises:
-        FileNotFoundError: If ``path`` does not exist.
-        ValueError: If the file is not a ``torch.save`` archive, is corrupt or truncated, or
-            contains pickled Python objects (the message says which).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file not found: {path}")
-    if not zipfile.is_zipfile(path):
-        raise ValueError(f"checkpoint {path} is not a readable PyTorch file (not a torch.save zip archive)")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        text = str(exc)
-        detail = text.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()[0] if text.strip() else ""
-        if "Unsupported global" in text:
-            detail = detail.split(" was not an allowed global")[0]
-            raise ValueError(
-                f"checkpoint {path} was refused by the safe loader (weights_only=True): it contains a "
-                f"pickled Python object ({detail})"
-            ) from None
-        raise ValueError(f"checkpoint {path} is not a readable PyTorch file: {detail or type(exc).__name__}") from None
-    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for corrupt files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"checkpoint {path} is not a readable PyTorch file: {first}") from None
 
 
 def _ema_weights(state: Mapping[str, Any], source: str) -> dict[str, torch.Tensor]:

@@ -84,8 +84,10 @@ def _read(path: str, map_location) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"released checkpoint file not found: {path}")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # corrupt or non-tensor pickle
-        raise ValueError(f"could not read {path} as a tensor state dict: {exc}") from exc
+    except Exception as exc:  # corrupt or non-tensor pickle; never repeat torch's weights_only=False hint
+        from darlkit.model.safe_load import safe_load_error
+
+        raise safe_load_error(path, exc) from None
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(f"{path} must hold a dict of tensors (a state dict), got {type(obj).__name__}")
     return dict(obj)

@@ -9,6 +9,8 @@ gradient clipping, validation, resumable checkpoints, callbacks and multi-proces
 from darlkit.training.callbacks import Callback, ProgressBar
 from darlkit.training.checkpoint import (
     CHECKPOINT_FORMAT,
+    checkpoint_digest,
+    remove_stale_temp_files,
     Checkpointer,
     get_rng_state,
     load_checkpoint,
@@ -24,11 +26,23 @@ from darlkit.training.inference import (
     write_png,
 )
 from darlkit.training.figures import save_figure
+from darlkit.training.guard import RunGuard
 from darlkit.training.logs import RunLog
 from darlkit.training.networks import NETWORK_FIELDS, build_networks, model_config, train_fields
+from darlkit.training.nonfinite import NonFiniteLoss, NonFiniteLossError
 from darlkit.training.optim import build_optimizer, build_scheduler, paper_adam
+from darlkit.training.preflight import DatasetCheckError, PreflightReport, check_dataset_files, check_training_datasets
+from darlkit.training.resume import (
+    CHANGEABLE_ON_RESUME,
+    apply_optimizer_settings,
+    check_resume_changes,
+    config_changes,
+    resume_config,
+)
 from darlkit.training.run_files import RunFiles
+from darlkit.training.run_folder import RUN_FILES, check_run_folder, clear_run_files, truncate_logs
 from darlkit.training.sampler import StepSampler, collate, step_batches, step_draws
+from darlkit.training.signals import TrainingInterrupted, stop_on_signals
 from darlkit.training.step import DARLStep
 from darlkit.training.trainer import DARLTrainer, segment_image
 from darlkit.training.validation import ValidationHistory, run_validation
@@ -41,6 +55,24 @@ __all__ = [
     "model_config",
     "train_fields",
     "NETWORK_FIELDS",
+    "check_dataset_files",
+    "check_training_datasets",
+    "RunGuard",
+    "TrainingInterrupted",
+    "stop_on_signals",
+    "NonFiniteLoss",
+    "NonFiniteLossError",
+    "RUN_FILES",
+    "check_run_folder",
+    "clear_run_files",
+    "truncate_logs",
+    "CHANGEABLE_ON_RESUME",
+    "config_changes",
+    "check_resume_changes",
+    "resume_config",
+    "apply_optimizer_settings",
+    "DatasetCheckError",
+    "PreflightReport",
     "DARLTrainer",
     "DARLStep",
     "Callback",
@@ -60,6 +92,8 @@ __all__ = [
     "segment_image",
     "save_figure",
     "CHECKPOINT_FORMAT",
+    "checkpoint_digest",
+    "remove_stale_temp_files",
     "save_checkpoint",
     "load_checkpoint",
     "get_rng_state",

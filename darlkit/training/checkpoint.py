@@ -5,10 +5,19 @@ temporary file in the destination folder, flushed and fsynced, then moved over t
 with :func:`os.replace`, so the previous checkpoint survives a crash at any point of the write.
 It is read back with ``torch.load(..., weights_only=True)``, which refuses arbitrary pickled
 objects.
+
+Integrity: every checkpoint written by :func:`save_checkpoint` carries a SHA-256 digest of its
+content (each tensor's dtype, shape and bytes and each plain value, in key order) under the key
+``"checksum"``; :func:`load_checkpoint` verifies the zip CRC of every record of the file (which
+also covers checkpoints written before the digest existed) and then the digest, and refuses a
+file that fails either with a message naming it. Temporary files that a killed save left behind
+(``.last.pt.*.tmp``) are removed by the next save of the same file.
 """
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import os
 import random
 import tempfile
@@ -19,13 +28,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from darlkit.model.loading import read_torch_file
+from darlkit.model.safe_load import read_torch_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from darlkit.training.run_files import RunFiles
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "CHECKSUM_ALGORITHM",
+    "checkpoint_digest",
+    "remove_stale_temp_files",
     "Checkpointer",
     "save_checkpoint",
     "load_checkpoint",
@@ -36,13 +48,85 @@ __all__ = [
 CHECKPOINT_FORMAT = "darlkit-train-v1"
 """Value of the ``"format"`` key of every checkpoint darlkit writes."""
 
+CHECKSUM_ALGORITHM = "sha256-content-v1"
+"""Value of ``checkpoint["checksum"]["algorithm"]``: the digest of :func:`checkpoint_digest`."""
+
+_CHECKSUM_KEY = "checksum"
+
+
+def _feed(h: Any, value: Any, where: str) -> None:
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        h.update(f"{where}|tensor|{t.dtype}|{tuple(t.shape)}\n".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().data)
+    elif isinstance(value, dict):
+        h.update(f"{where}|dict|{len(value)}\n".encode())
+        for key, item in value.items():
+            _feed(h, item, f"{where}/{key!r}")
+    elif isinstance(value, (list, tuple)):  # a tuple may come back as a list: same digest
+        h.update(f"{where}|seq|{len(value)}\n".encode())
+        for i, item in enumerate(value):
+            _feed(h, item, f"{where}[{i}]")
+    else:
+        h.update(f"{where}|{value!r}\n".encode())
+
+
+def checkpoint_digest(obj: dict[str, Any]) -> str:
+    """SHA-256 hex digest of a checkpoint's content, without its ``"checksum"`` entry.
+
+    Every tensor contributes its key path, dtype, shape and raw bytes (on the CPU, contiguous);
+    every other leaf its key path and ``repr``; dicts are walked in key order and lists and
+    tuples in index order (a tuple and a list with equal items hash alike, since a tuple may be
+    read back as a list).
+
+    Args:
+        obj: A checkpoint dict (what :func:`save_checkpoint` writes).
+
+    Returns:
+        64 lowercase hex characters.
+    """
+    h = hashlib.sha256()
+    _feed(h, {k: v for k, v in obj.items() if k != _CHECKSUM_KEY}, "")
+    return h.hexdigest()
+
+
+def remove_stale_temp_files(path: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files that interrupted saves of ``path`` left behind.
+
+    A save killed before its rename (``SIGKILL``, power loss) leaves ``.NAME.XXXX.tmp`` beside
+    ``path``; the previous ``path`` itself is intact. Only files of exactly that pattern are
+    removed (never ``path`` or any other file).
+
+    Args:
+        path: The checkpoint path (e.g. ``run/last.pt``).
+
+    Returns:
+        The removed files.
+    """
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            stale.unlink()
+            removed.append(stale)
+        except FileNotFoundError:  # another process removed it first
+            pass
+    return removed
+
 
 def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write ``obj`` to ``path`` atomically.
 
     The data goes to a temporary file in the same folder, which is flushed, fsynced and then
     renamed over ``path`` with :func:`os.replace` (atomic on POSIX and Windows). If anything
-    fails before the rename, the temporary file is removed and the old ``path`` is untouched.
+    fails before the rename, the temporary file is removed and the old ``path`` is untouched;
+    temporary files of earlier saves that were killed are removed first
+    (:func:`remove_stale_temp_files`). The file gets a ``"checksum"`` entry
+    (``{"algorithm": CHECKSUM_ALGORITHM, "sha256": checkpoint_digest(obj)}``); ``obj`` itself
+    is not modified.
 
     Args:
         obj: The checkpoint: a dict of tensors, numbers, strings, bools, ``None``, lists,
@@ -59,6 +143,8 @@ def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike[str]) -> Path:
         raise TypeError(f"checkpoint must be a dict, got {type(obj).__name__}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(path)
+    obj = {**obj, _CHECKSUM_KEY: {"algorithm": CHECKSUM_ALGORITHM, "sha256": checkpoint_digest(obj)}}
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -86,19 +172,26 @@ def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike[str]) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
-    """Read a darlkit checkpoint with ``torch.load(weights_only=True)``.
+    """Read and verify a darlkit checkpoint with ``torch.load(weights_only=True)``.
+
+    The zip CRC of every record is checked first (so a damaged file is never unpickled), then
+    the file is loaded with the safe loader, and finally the stored ``"checksum"`` digest is
+    compared with :func:`checkpoint_digest` of what was read. Checkpoints written before the
+    digest existed (no ``"checksum"`` key) are verified by their CRCs only.
 
     Args:
         path: A file written by :func:`save_checkpoint` (``last.pt`` / ``best.pt`` of a run).
         map_location: Passed to :func:`torch.load` (default: load onto the CPU).
 
     Returns:
-        The checkpoint dict (keys ``"format"``, ``"step"``, ``"config"``, ``"model"``, ...).
+        The checkpoint dict (keys ``"format"``, ``"step"``, ``"config"``, ``"model"``, ...),
+        without the ``"checksum"`` entry.
 
     Raises:
         FileNotFoundError: If ``path`` does not exist.
-        ValueError: If the file is not a readable darlkit checkpoint (corrupt, truncated,
-            contains non-allowlisted pickled objects, or lacks the darlkit format tag).
+        ValueError: If the file is not a readable darlkit checkpoint (corrupt, truncated, failing
+            its CRCs or digest, containing pickled Python objects, or lacking the darlkit format
+            tag); the message names the file.
     """
     obj = read_torch_file(path, map_location=map_location)
     if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
@@ -106,6 +199,15 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
             f"checkpoint {path} is not a darlkit training checkpoint (expected format "
             f"{CHECKPOINT_FORMAT!r})"
         )
+    stored = obj.pop(_CHECKSUM_KEY, None)
+    if stored is not None:
+        if not isinstance(stored, dict) or stored.get("algorithm") != CHECKSUM_ALGORITHM:
+            raise ValueError(f"checkpoint {path} has an unknown checksum entry {stored!r} (expected {CHECKSUM_ALGORITHM!r})")
+        if checkpoint_digest(obj) != stored.get("sha256"):
+            raise ValueError(
+                f"checkpoint {path} is corrupted: its content does not match its SHA-256 checksum "
+                "(the file changed after it was written); use another checkpoint (e.g. best.pt or a backup)"
+            )
     return obj
 
 

@@ -65,8 +65,12 @@ class TrainConfig:
         ema_decay: Decay of the exponential moving average of U-Net + generator (``None``: no EMA).
         eval_ema: Validate and segment with the EMA weights (needs ``ema_decay``).
         val_every: Validate every this many steps (0: only at the end).
-        ckpt_every: Write ``last.pt`` every this many steps (0: only at the end).
+        ckpt_every: Write ``last.pt`` every this many steps (0: only at the end; the CLI's
+            ``--save-every``).
         log_every: Write the loss terms to ``train_log.jsonl`` every this many steps.
+        skip_nonfinite: A step whose loss is NaN or Inf is skipped (no optimiser update) up to
+            this many times in a row; one more stops the run. 0 (default): the first
+            non-finite loss stops the run, keeping the last good checkpoint.
         val_threshold: Threshold on the [-1, 1] prediction for the validation metrics.
         num_workers: DataLoader workers (0: load in the main process).
         max_val_images: Validate on at most this many test images (``None``: all).
@@ -106,6 +110,7 @@ class TrainConfig:
     val_every: int = 1000
     ckpt_every: int = 1000
     log_every: int = 50
+    skip_nonfinite: int = 0
     val_threshold: float = 0.0
     num_workers: int = 0
     max_val_images: int | None = None
@@ -146,7 +151,7 @@ class TrainConfig:
                      "unet_num_res_blocks", "unet_norm_groups", "gen_base_channels", "spade_hidden",
                      "disc_base_channels", "epochs", "figure_rows"):
             pos_int(name)
-        for name in ("pool_size", "val_every", "ckpt_every", "log_every", "num_workers", "seed"):
+        for name in ("pool_size", "val_every", "ckpt_every", "log_every", "num_workers", "seed", "skip_nonfinite"):
             pos_int(name, allow_zero=True)
         pos_int("t_a_max")
         if self.t_a_max > self.num_timesteps:
@@ -167,6 +172,10 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.betas must be two floats in [0, 1), got {self.betas}")
         if not self.unet_channel_mults:
             raise ValueError("TrainConfig.unet_channel_mults must not be empty")
+        from darlkit.kernels.dispatch import BACKENDS
+
+        if self.backend not in BACKENDS:
+            raise ValueError(f"TrainConfig.backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.amp not in AMP_MODES:
             raise ValueError(f"TrainConfig.amp must be one of {AMP_MODES}, got {self.amp!r}")
         if self.grad_clip is not None:

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from darlkit.diffusion.timesteps import sample_timesteps
+
 __all__ = ["StepSampler", "collate", "step_draws", "step_batches", "dataset_of"]
 
 _MIX = 0x9E3779B97F4A7C15
@@ -78,8 +80,8 @@ def step_draws(
     g = torch.Generator().manual_seed(_mix_seed(seed, step, 0x5EED))
     n = shape[0]
     gb = n * world_size
-    t_a = torch.randint(0, t_a_max, (gb,), generator=g)
-    t_b = torch.randint(0, t_b_max, (gb,), generator=g)
+    t_a = sample_timesteps(gb, t_a_max, generator=g)
+    t_b = sample_timesteps(gb, t_b_max, generator=g)
     noise = torch.randn((gb, *shape[1:]), generator=g)
     sl = slice(rank * n, (rank + 1) * n)
     return t_a[sl], t_b[sl], noise[sl]

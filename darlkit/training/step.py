@@ -17,6 +17,7 @@ from torch import nn
 from darlkit.training.config import TrainConfig
 from darlkit.training.distributed import DiscriminatorPair, GeneratorPaths, unwrap, wrap_ddp
 from darlkit.training.ema import make_ema, update_ema
+from darlkit.training.nonfinite import check_finite_losses, non_finite_forward
 from darlkit.training.optim import OptimizerSpec, SchedulerSpec, build_optimizer, build_scheduler, paper_adam
 from darlkit.training.sampler import _mix_seed, step_draws
 
@@ -98,6 +99,7 @@ class DARLStep:
         self.device = device
         self.rank = rank
         self.world_size = world_size
+        self.distributed = bool(distributed)
         fmt = torch.channels_last if config.channels_last else torch.contiguous_format
         self.model = model.to(device, memory_format=fmt)
         self.disc_mask = disc_mask.to(device, memory_format=fmt)
@@ -185,6 +187,8 @@ class DARLStep:
 
         Raises:
             ValueError: If a key is missing.
+            NonFiniteLoss: If a player's loss is NaN or Inf; raised before that player's
+                optimiser step (see :mod:`~darlkit.training.nonfinite`).
         """
         from darlkit.losses import lsgan_discriminator_loss, lsgan_generator_loss
 
@@ -202,12 +206,21 @@ class DARLStep:
         # ---- generator step (discriminators frozen)
         self._set_disc_grad(False)
         self.opt_g.zero_grad(set_to_none=True)
+        inputs_finite = all(bool(torch.isfinite(x).all()) for x in (angio, background, mask))
         with self.autocast():
-            paths = self._g_step(angio, background, mask, t_a, t_b, noise)
-            loss_adv = lsgan_generator_loss(self.disc_mask(paths.seg), self.disc_image(paths.synth))
+            try:
+                paths = self._g_step(angio, background, mask, t_a, t_b, noise)
+                loss_adv = lsgan_generator_loss(self.disc_mask(paths.seg), self.disc_image(paths.synth))
+            except ValueError as exc:  # a network's NaN check met activations of non-finite weights
+                bad = non_finite_forward("generator", exc) if inputs_finite else None
+                if bad is None:
+                    raise
+                raise bad from exc
         loss_diff = paths.loss_diff.float()
         loss_cyc = paths.loss_cyc.float()
         loss_g = loss_diff + cfg.alpha * loss_adv.float() + cfg.beta * loss_cyc
+        check_finite_losses("generator", sync=self.distributed, loss_g=loss_g, loss_diff=loss_diff,
+                            loss_adv=loss_adv, loss_cyc=loss_cyc)
         self._update(loss_g, self.g_params, self.opt_g, self.scaler_g, self.sched_g)
         self._set_disc_grad(True)
         if self.ema is not None:
@@ -224,6 +237,7 @@ class DARLStep:
             loss_ds = lsgan_discriminator_loss(pr_s.float(), pf_s.float())
             loss_da = lsgan_discriminator_loss(pr_a.float(), pf_a.float())
         loss_d = loss_ds + loss_da
+        check_finite_losses("discriminator", sync=self.distributed, loss_d=loss_d, loss_ds=loss_ds, loss_da=loss_da)
         self._update(loss_d, self.d_params, self.opt_d, self.scaler_d, self.sched_d)
 
         self.last_synth = synth[0]

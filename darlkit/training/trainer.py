@@ -33,7 +33,9 @@ from darlkit.training.config import TrainConfig
 from darlkit.training.distributed import broadcast_flag, default_device, process_group
 from darlkit.training.figures import save_figure
 from darlkit.training.logs import RunLog
+from darlkit.training.guard import RunGuard
 from darlkit.training.optim import OptimizerSpec, SchedulerSpec
+from darlkit.training.resume import apply_optimizer_settings, check_resume_changes
 from darlkit.training.run_files import RunFiles
 from darlkit.training.sampler import StepSampler, _mix_seed, dataset_of, step_batches  # noqa: F401 (_mix_seed: tests)
 from darlkit.training.step import DARLStep
@@ -296,22 +298,23 @@ class DARLTrainer:
     def load_state_dict(self, state: dict[str, Any], *, strict_config: bool = True) -> None:
         """Restore a run from a checkpoint dict.
 
+        Changed settings are applied or refused as :mod:`~darlkit.training.resume` says.
+
         Args:
             state: A dict from :meth:`state_dict` / :func:`load_checkpoint`.
-            strict_config: Refuse a checkpoint whose network/loss settings differ from this
-                trainer's configuration.
+            strict_config: Refuse a checkpoint whose fixed settings differ from this trainer's
+                configuration (``False``: load whatever matches, apply nothing).
 
         Raises:
-            ValueError: If the checkpoint is not a darlkit training checkpoint or its configuration,
-                optimisers, schedulers or EMA do not match the trainer's.
+            ValueError: If the checkpoint is not a darlkit training checkpoint, a fixed setting
+                differs, or its optimisers, schedulers or EMA do not match the trainer's.
         """
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"not a darlkit training checkpoint (format {state.get('format')!r})")
-        if strict_config:
-            diff = self.config.resume_mismatch(TrainConfig.from_dict(state["config"]))
-            if diff:
-                raise ValueError("checkpoint configuration differs from the trainer's in: " + ", ".join(diff))
+        changes = check_resume_changes(state["config"], self.config) if strict_config else {}
         self.update.load_state_dict(state)
+        apply_optimizer_settings(changes, self.update.opt_g, self.update.opt_d,
+                                 schedulers=(self.update.sched_g, self.update.sched_d))
         set_rng_state(state["rng"])
         self.step = int(state["step"])
         self.validation.best_dice = float(state.get("best_dice", -float("inf")))
@@ -347,13 +350,15 @@ class DARLTrainer:
         *,
         resume: str | os.PathLike[str] | bool | None = None,
         time_limit: float | None = None,
+        check_files: bool = True,
     ) -> dict[str, Any]:
         """Train until ``steps`` total iterations (counting those of a resumed run).
 
-        After each step: the losses go to ``train_log.jsonl`` every ``config.log_every`` steps,
+        XCAD-layout datasets are checked file by file before step 1 (``check_files``). After each step: the losses go to ``train_log.jsonl`` every ``config.log_every`` steps,
         the callbacks' ``on_step_end`` runs, then validation every ``config.val_every`` steps
-        and ``last.pt`` every ``config.ckpt_every`` steps. At the end (or on an early stop) the
-        run is validated once more unless it just was, and ``last.pt`` is written.
+        and ``last.pt`` every ``config.ckpt_every`` steps. At the end (or on an early stop)
+        ``last.pt`` is written, then the run is validated once more unless it just was. Signals,
+        NaN losses, resumed logs: see :class:`~darlkit.training.RunGuard`.
 
         Args:
             train_data: A Dataset of ``{"angiogram", "background", "mask"}`` items, each
@@ -367,13 +372,16 @@ class DARLTrainer:
             resume: A checkpoint path to continue from, or ``True`` for ``out_dir/last.pt``.
             time_limit: Stop early (then validate and save as at the end) once this many seconds
                 of this call have passed; ``None``: no limit. Under DDP rank 0's clock decides.
+            check_files: Run :func:`~darlkit.training.check_training_datasets` first.
 
         Returns:
             ``{"step", "best_dice", "best_step", "history", "last_loss", "last_checkpoint",
             "best_checkpoint", "figure", "seconds", "stopped_early", "stop_reason"}``.
 
         Raises:
-            ValueError: If ``steps`` is negative or the data are unusable.
+            ValueError: If ``steps`` is negative or the data are unusable (``DatasetCheckError``
+                lists every bad file; ``NonFiniteLossError``: a loss became NaN/Inf).
+            TrainingInterrupted: On SIGINT/SIGTERM, after ``last.pt`` was written.
         """
         cfg = self.config
         dataset, num_workers = dataset_of(train_data, cfg.num_workers)
@@ -383,6 +391,7 @@ class DARLTrainer:
                     raise ValueError("resume=True needs the trainer's out_dir")
                 resume = self.out_dir / "last.pt"
             self.load(resume)
+        guard = RunGuard(self, resumed=bool(resume), datasets=(dataset, val_data) if check_files else None)
         order = StepSampler(len(dataset), cfg.batch_size, cfg.seed, 0, 0, self.rank, self.world_size)
         if steps is None:
             steps = cfg.epochs * order.steps_per_epoch
@@ -398,22 +407,23 @@ class DARLTrainer:
         self._emit("on_fit_start", steps)
         last: dict[str, float] = {}
         try:
-            for batch in batches:
-                last = self.train_step(batch)
-                self._after_step(last, start, steps, val_data)
-                if self.stop_reason is None and time_limit is not None and self._out_of_time(start, time_limit):
-                    if self.step < steps:
-                        self.request_stop("time_limit")
-                if self.stop_reason is not None:
-                    break
+            with guard.signals():
+                for batch in batches:
+                    last, skipped = guard.step(batch)
+                    self._after_step(last, start, steps, val_data, log=not skipped)
+                    guard.poll()
+                    if self.stop_reason is None and time_limit is not None and self._out_of_time(start, time_limit):
+                        if self.step < steps:
+                            self.request_stop("time_limit")
+                    if self.stop_reason is not None:
+                        break
+                batches.close()
+                guard.finish(lambda: self._validate_and_log(val_data, start), val_data is not None)
         except BaseException as exc:
             self._emit("on_exception", exc)
             raise
         finally:
             batches.close()
-        if val_data is not None and self.validation.last_step != self.step:
-            self._validate_and_log(val_data, start)
-        self.checkpoints.save("last")
         files = self.files
         result = {
             "step": self.step,
@@ -431,10 +441,10 @@ class DARLTrainer:
         self._emit("on_fit_end", result)
         return result
 
-    def _after_step(self, last: dict[str, float], start: float, steps: int, val_data) -> None:
+    def _after_step(self, last: dict[str, float], start: float, steps: int, val_data, log: bool = True) -> None:
         """Logs, callbacks, periodic validation and checkpoint after one step."""
         cfg = self.config
-        if cfg.log_every and self.step % cfg.log_every == 0:
+        if log and cfg.log_every and self.step % cfg.log_every == 0:
             self.log.train({"step": self.step, "time": time.perf_counter() - start, **last})
         self._emit("on_step_end", last)
         if self.stop_reason is not None:
