@@ -3,10 +3,10 @@
 The field of view is the imaged area: the bright disc of a fundus photograph inside its black
 surround, the exposed area of an X-ray inside dark collimator blades or an unexposed border.
 ``field_of_view`` finds it as the pixels brighter than a fraction (``fraction``, 10 %) of the
-image's bright level (its 99th percentile), after a Gaussian blur of ``sigma`` (2 px) so noise
-and thin dark vessels near the edge do not punch holes, followed by a binary opening (removes
-bright specks outside) and closing (fills dark holes inside, e.g. vessels or a dark lesion)
-with a ``width`` x ``width`` square (7 px). Images with no dark surround give an all-true mask.
+image's bright level (its 99th percentile), after a light Gaussian blur of ``sigma`` (0.5 px;
+a wider blur moves the border outwards), followed by a binary opening (removes bright specks
+outside) and closing (fills dark holes inside, e.g. thin vessels or a dark lesion) with a
+``width`` x ``width`` square (7 px). Images with no dark surround give an all-true mask.
 It is a threshold, not a segmentation: give real FOV masks (``--roi-masks P...``) when you have
 them (DRIVE ships ``*_mask.gif``).
 """
@@ -20,7 +20,7 @@ from darlkit.data.morphology import gaussian_blur, grey_closing, grey_opening
 __all__ = ["field_of_view"]
 
 
-def field_of_view(image: np.ndarray, *, fraction: float = 0.1, sigma: float = 2.0, width: int = 7) -> np.ndarray:
+def field_of_view(image: np.ndarray, *, fraction: float = 0.1, sigma: float = 0.5, width: int = 7) -> np.ndarray:
     """The field-of-view mask of one image (rule: module docstring).
 
     Args:
