@@ -322,3 +322,41 @@ def test_list_image_files(tmp_path):
     (tmp_path / "sub" / "e.png").write_bytes(b"x")
     assert [p.name for p in list_image_files(str(tmp_path / "**" / "*.png"))] == ["e.png"]  # case-sensitive glob
     assert ".dcm" in IMAGE_SUFFIXES and all(s == s.lower() and s.startswith(".") for s in IMAGE_SUFFIXES)
+
+
+def test_dicom_voi_lut_sequence_and_rgb(tmp_path):
+    pytest.importorskip("pydicom")
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    v = (np.arange(12).reshape(3, 4) * 300).astype(np.uint16)  # 0 .. 3300
+    lut = Dataset()
+    lut.add_new(0x00283002, "US", [4096, 0, 8])  # LUTDescriptor: 4096 entries from stored value 0, 8-bit output
+    lut.add_new(0x00283006, "US", [min(255, k // 8) for k in range(4096)])  # LUTData, saturating at 2040
+    p = _write_dicom(tmp_path / "lut.dcm", v, VOILUTSequence=Sequence([lut]))
+    np.testing.assert_allclose(read_image(p), np.minimum(255, v // 8) / 255.0, atol=1e-6)
+
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    rgb = np.stack([_grey((3, 4), s) for s in (1, 2, 3)], -1)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = "1.2.840.10008.5.1.4.1.1.7", generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, "OP"
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, 4, 3, "RGB", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = rgb.tobytes()
+    ds.save_as(tmp_path / "rgb.dcm", enforce_file_format=True)
+    np.testing.assert_allclose(read_image(tmp_path / "rgb.dcm", channel="green"), rgb[..., 1] / 255.0, atol=1e-6)
+    luma = (0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]) / 255.0
+    np.testing.assert_allclose(read_image(tmp_path / "rgb.dcm"), luma, atol=1e-6)
+
+
+def test_grey_as_rgb_luma_stays_in_range(tmp_path):
+    full = np.full((2, 2, 3), 255, np.uint8)
+    Image.fromarray(full).save(tmp_path / "w.png")
+    x = read_image(tmp_path / "w.png")
+    assert x.max() <= 1.0 and np.all(x == 1.0)

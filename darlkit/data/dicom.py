@@ -8,7 +8,8 @@ Rule, in order:
 2. Modality LUT (RescaleSlope / RescaleIntercept or a Modality LUT Sequence).
 3. VOI: the first WindowCenter / WindowWidth pair when present (its VOILUTFunction: LINEAR,
    LINEAR_EXACT or SIGMOID; values outside the window saturate at 0 and 1); else a VOI LUT
-   Sequence when present (its output divided by the LUT's maximum output ``2**bits - 1``); else
+   Sequence when present (entry ``round(v) - first`` of its LUTData, clamped to the table as the
+   standard says, divided by the LUT's maximum output ``2**bits - 1``); else
    the stored range: ``[0, 2**BitsStored - 1]`` (signed: ``[-2**(BitsStored-1), 2**(BitsStored-1) - 1]``)
    through the modality rescale, mapped linearly to [0, 1] (nothing saturates).
    ``scaling="range"`` skips this step and maps the data's own min..max to [0, 1].
@@ -40,10 +41,10 @@ def _import_pydicom():
     except ImportError as exc:
         raise MissingDependencyError(f"reading DICOM files needs pydicom: {DICOM_INSTALL_HINT}") from exc
     try:  # pydicom >= 3
-        from pydicom.pixels import apply_modality_lut, apply_voi_lut
+        from pydicom.pixels import apply_modality_lut
     except ImportError:  # pragma: no cover - pydicom 2
-        from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi_lut
-    return pydicom, apply_modality_lut, apply_voi_lut
+        from pydicom.pixel_data_handlers.util import apply_modality_lut
+    return pydicom, apply_modality_lut
 
 
 def is_dicom(path: Path) -> bool:
@@ -75,6 +76,20 @@ def _stored_range(ds: object, slope: float, intercept: float) -> tuple[float, fl
     return min(a, b), max(a, b)
 
 
+def _voi_lut(values: np.ndarray, lut: object, path: Path) -> np.ndarray:
+    """PS3.3 C.11.2.1.1: entry ``clip(round(v) - first, 0, n - 1)`` of LUTData, over ``2**bits - 1``."""
+    try:
+        n, first, bits = (int(v) for v in lut.LUTDescriptor)  # type: ignore[attr-defined]
+        data = np.asarray(lut.LUTData, dtype=np.float64).ravel()  # type: ignore[attr-defined]
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise ValueError(f"DICOM file {path}: unreadable VOI LUT Sequence ({exc})") from None
+    n = n or 65536  # 0 means 2**16 entries
+    if data.size < n or not 1 <= bits <= 16:
+        raise ValueError(f"DICOM file {path}: VOI LUT has {data.size} entries for a descriptor of {n} and {bits} bits")
+    index = np.clip(np.rint(values) - first, 0, n - 1).astype(np.int64)
+    return (data[index] / (2**bits - 1)).clip(0.0, 1.0).astype(np.float32)
+
+
 def read_dicom_frames(path: Path, *, channel: str = "luma", scaling: str = "auto") -> np.ndarray:
     """Read every frame of a DICOM file as float32 (F, H, W) in [0, 1] (rule: module docstring).
 
@@ -92,7 +107,7 @@ def read_dicom_frames(path: Path, *, channel: str = "luma", scaling: str = "auto
             layout; the message names the file.
     """
     channel, scaling = check_channel(channel), check_scaling(scaling)
-    pydicom, apply_modality_lut, apply_voi_lut = _import_pydicom()
+    pydicom, apply_modality_lut = _import_pydicom()
     try:
         ds = pydicom.dcmread(path)
     except Exception as exc:  # pydicom raises InvalidDicomError, OSError, struct errors, ...
@@ -126,9 +141,7 @@ def read_dicom_frames(path: Path, *, channel: str = "luma", scaling: str = "auto
         function = str(getattr(ds, "VOILUTFunction", "LINEAR") or "LINEAR").upper()
         out = window_to_unit(values, _first(ds.WindowCenter), _first(ds.WindowWidth), function)
     elif "VOILUTSequence" in ds:
-        lut = ds.VOILUTSequence[0]
-        lut_bits = int(lut.LUTDescriptor[2])
-        out = (np.asarray(apply_voi_lut(values, ds), dtype=np.float64) / (2**lut_bits - 1)).astype(np.float32)
+        out = _voi_lut(values, ds.VOILUTSequence[0], path)
     else:
         slope = float(getattr(ds, "RescaleSlope", 1) or 1)
         intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
