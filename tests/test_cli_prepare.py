@@ -137,6 +137,8 @@ def test_refusals_are_one_line_errors(tmp_path, capsys):
     assert (tmp_path / "other" / "keep.txt").read_text() == "precious"
     fails(["prepare", str(tmp_path), "--images", str(tmp_path / "A" / "*.tif"), "--overwrite"], "contains the input")
     fails(base[:2] + ["--images", str(tmp_path / "C")], "OUT")  # OUT still holds the earlier run: refused
+    (tmp_path / "afile").write_text("x")
+    fails(["prepare", str(tmp_path / "afile" / "out"), "--images", str(tmp_path / "A")], "cannot write beside it")
     # nothing half-written is left beside OUT after a failure
     assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
 

@@ -10,7 +10,7 @@ from darlkit.data.background import noise_level, pseudo_background
 from darlkit.data.morphology import dilate, erode, gaussian_blur, grey_closing
 from darlkit.data.pairing import pair_files, pairing_key
 from darlkit.data.roi import field_of_view
-from darlkit.data.synth_masks import calibrate_tree_params, matched_tree_params, vessel_fraction, vessel_width
+from darlkit.data.synth_masks import calibrate_tree_params, matched_tree_params, synthesize_masks, vessel_fraction, vessel_width
 from darlkit.synthesis import FractalVesselSynthesizer, render_angiogram, render_background
 
 
@@ -153,3 +153,9 @@ def test_calibrated_masks_approach_the_targets():
     w_thick = np.mean([vessel_width(m[0].numpy() == 255) for m in masks(thick)])
     assert w_thin < w_thick
     assert torch.equal(masks(params), masks(params))
+
+
+def test_synthesize_masks_in_chunks_equal_one_batch():
+    whole = synthesize_masks(20, 64, seed=4)
+    parts = torch.cat([synthesize_masks(16, 64, seed=4), synthesize_masks(4, 64, seed=4, first=16)])
+    assert whole.dtype == torch.uint8 and whole.shape == (20, 64, 64) and torch.equal(whole, parts)

@@ -208,9 +208,12 @@ def prepare_dataset(
         roi_of = dict(pair_files(labeled, roi_files, pattern=pair, what="--roi-masks"))
 
     partial = out.parent / f".{out.name}.partial-{os.getpid()}"
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True)
+    try:
+        if partial.exists():
+            shutil.rmtree(partial)
+        partial.mkdir(parents=True)
+    except OSError as exc:
+        raise ValueError(f"OUT {out}: cannot write beside it ({exc.strerror or exc})") from None
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the image operations are small: one thread is fastest (and polite)
     try:
@@ -267,12 +270,12 @@ def _write_frames(w: "_Writer", folder: str, f: Path, frames: list[np.ndarray]) 
 def _write_all(root, log, train_files, pairs, roi_of, roi_auto, bg_files, mask_files, *, channel, size, invert,
                mask_style, n_masks, fraction, width, bg_width, seed) -> dict[str, Any]:
     w = _Writer(root)
-    train: list[np.ndarray] = []
+    shorts: list[int] = []  # images are written as they are read: memory holds one file at a time
     for f in train_files:
         frames = _read(f, channel, invert, size)
         _write_frames(w, "train/trainB", f, frames)
-        train.extend(frames)
-    log(f"darlkit prepare: {len(train)} training images from {len(train_files)} files")
+        shorts.extend(min(x.shape) for x in frames)
+    log(f"darlkit prepare: {len(shorts)} training images from {len(train_files)} files")
     widths, fractions = [], []
     for split, split_pairs in pairs.items():
         for img_path, mask_path in split_pairs:
@@ -294,7 +297,7 @@ def _write_all(root, log, train_files, pairs, roi_of, roi_auto, bg_files, mask_f
                 w.write(f"{split}/roi", f"{img_path.stem}.png", roi, None, rule="auto")
             widths.append(vessel_width(m))
             fractions.append(vessel_fraction(m, roi))
-    short = int(np.median([min(x.shape) for x in train]))
+    short = int(np.median(shorts))
     source = "test/val masks" if widths else "default"
     v_width = float(width) if width is not None else (float(np.mean(widths)) if widths else DEFAULT_VESSEL_WIDTH_512 * short / 512)
     v_frac = float(fraction) if fraction is not None else (float(np.mean(fractions)) if fractions else DEFAULT_VESSEL_FRACTION)
@@ -308,7 +311,8 @@ def _write_all(root, log, train_files, pairs, roi_of, roi_auto, bg_files, mask_f
         k = int(bg_width) if bg_width is not None else _odd_at_least(1.5 * v_width)
         if k < 3 or k % 2 == 0:
             raise ValueError(f"--background-width must be an odd int >= 3, got {bg_width!r}")
-        for i, (entry, x) in enumerate(zip(w.files["train/trainB"], train)):
+        for i, entry in enumerate(w.files["train/trainB"]):  # from the written 8-bit image, as training sees it
+            x = read_image(root / entry["file"])
             w.write("train/trainC", Path(entry["file"]).name, pseudo_background(x, k, seed=seed + i), Path(entry["source"]), rule="auto")
         record["backgrounds"] = {"mode": "auto", "method": "grey closing (darlkit.data.background)", "width": k, "noise": "match"}
     else:
@@ -318,12 +322,14 @@ def _write_all(root, log, train_files, pairs, roi_of, roi_auto, bg_files, mask_f
     log(f"darlkit prepare: {len(w.files['train/trainC'])} backgrounds ({record['backgrounds']['mode']})")
     if mask_files is None:
         side = max(32, short + short % 2)
-        n = int(n_masks) if n_masks is not None else len(train)
+        n = int(n_masks) if n_masks is not None else len(shorts)
         if n < 1:
             raise ValueError(f"--n-masks must be >= 1, got {n_masks!r}")
         params, achieved = (calibrate_tree_params(side, v_width, v_frac, seed=seed) if mask_style == "tree" else (None, {}))
-        for i, m in enumerate(synthesize_masks(n, side, style=mask_style, params=params, seed=seed).numpy()):
-            w.write("train/trainA", f"{i:05d}.png", m.astype(np.float32) / 255.0, None, rule="synth")
+        for start in range(0, n, 16):  # in chunks: memory stays bounded for thousands of masks
+            chunk = synthesize_masks(min(16, n - start), side, style=mask_style, params=params, seed=seed, first=start)
+            for i, m in enumerate(chunk.numpy(), start):
+                w.write("train/trainA", f"{i:05d}.png", m.astype(np.float32) / 255.0, None, rule="synth")
         record["masks"] = {"mode": "synth", "style": mask_style, "n": n, "side": side, "achieved": achieved,
                            "tree_params": None if params is None else dataclasses.asdict(params)}
     else:

@@ -86,21 +86,25 @@ def matched_tree_params(size: int, width: float, fraction: float) -> TreeParams:
     )
 
 
-def synthesize_masks(n: int, size: int, *, style: str = "tree", params: TreeParams | None = None, seed: int = 0) -> torch.Tensor:
-    """``n`` fractal masks of side ``size`` as uint8 (n, size, size) (255 vessel, grey anti-aliased rim).
+def synthesize_masks(
+    n: int, size: int, *, style: str = "tree", params: TreeParams | None = None, seed: int = 0, first: int = 0
+) -> torch.Tensor:
+    """Fractal masks ``first .. first + n - 1`` of side ``size`` as uint8 (n, size, size) (255 vessel, grey rim).
 
     Args:
         n: Number of masks (>= 1).
         size: Side (even, >= 32).
         style: ``"tree"`` or ``"ssvs"``.
         params: ``TreeParams`` for the tree style (``matched_tree_params``).
-        seed: Seed of the synthesizer (mask ``i`` depends on ``(seed, i)`` only).
+        seed: Seed of the synthesizer (mask ``i`` depends on ``(seed, i)`` only, so chunks of a
+            long series can be drawn separately).
+        first: Index of the first mask.
 
     Returns:
         uint8 tensor (n, size, size).
     """
     synth = FractalVesselSynthesizer(size=size, style=style, seed=seed, output="uint8", tree_params=params)
-    return torch.cat([synth.masks(range(k, min(n, k + 8))) for k in range(0, n, 8)])[:, 0]
+    return torch.cat([synth.masks(range(k, min(first + n, k + 8))) for k in range(first, first + n, 8)])[:, 0]
 
 
 def calibrate_tree_params(
