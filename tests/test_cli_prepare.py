@@ -173,3 +173,26 @@ def test_chase_db1_prepare_train_evaluate(tmp_path, capsys, with_val):
     assert result["roi"] is True and result["n_images"] == 8
     for name in ("iou", "dice", "precision", "recall", "specificity", "auc_roc", "average_precision"):
         assert result["clean"][name]["n"] == 8 and 0.0 <= result["clean"][name]["mean"] <= 1.0
+
+
+def test_dicom_cine_and_16bit_tiff_training_images(tmp_path):
+    from test_io import _write_dicom
+
+    cine = (np.arange(3 * 40 * 48).reshape(3, 40, 48) % 4096).astype(np.uint16)
+    _write_dicom(tmp_path / "run1.dcm", cine)
+    deep = (np.linspace(0, 1, 40 * 48).reshape(40, 48) * 60000).astype(np.uint16)
+    Image.fromarray(deep).save(tmp_path / "deep.tif")
+    out = tmp_path / "out"
+    assert main(["prepare", str(out), "--images", str(tmp_path / "run1.dcm"), str(tmp_path / "deep.tif")]) == 0
+    names = sorted(p.name for p in (out / "train" / "trainB").iterdir())
+    assert names == ["deep.png", "run1_f000.png", "run1_f001.png", "run1_f002.png"]
+    f1 = np.asarray(Image.open(out / "train" / "trainB" / "run1_f001.png"))
+    np.testing.assert_array_equal(f1, np.round(cine[1] / 4095 * 255).astype(np.uint8))  # stored range, 8 bits
+    d = np.asarray(Image.open(out / "train" / "trainB" / "deep.png"))
+    lo, hi = np.percentile(deep.astype(np.float64), [0.5, 99.5])
+    np.testing.assert_array_equal(d, np.round(np.clip((deep - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8))
+    rec = json.loads((out / "prepare.json").read_text())
+    assert [e["frame"] for e in rec["files"]["train/trainB"] if "run1" in e["file"]] == [0, 1, 2]
+    assert rec["counts"]["train/trainC"] == 4 and rec["counts"]["train/trainA"] == 4
+    assert rec["vessels"]["width_from"] == "default"  # no labels: 22 px per 512 of the shorter side
+    assert rec["vessels"]["width"] == pytest.approx(22.0 * 40 / 512)

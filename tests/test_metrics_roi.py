@@ -151,3 +151,24 @@ def test_dice_sweep_by_hand_ties_and_errors():
         DiceThresholdSweep([0.2, 0.1])
     with pytest.raises(ValueError, match="non-empty"):
         DiceThresholdSweep([])
+
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@given(st.lists(st.tuples(st.integers(-3, 3), st.booleans()), min_size=2, max_size=30))
+def test_auc_properties(pairs):
+    scores = torch.tensor([[[float(s) for s, _ in pairs]]])
+    labels = torch.tensor([[[y for _, y in pairs]]])
+    auc = auc_roc_score(scores, labels).item()
+    if labels.all() or not labels.any():
+        assert math.isnan(auc)
+        return
+    assert 0.0 <= auc <= 1.0
+    assert auc_roc_score(-scores, labels).item() == pytest.approx(1.0 - auc)  # reversing the order
+    assert auc_roc_score(scores * 2 + 1, labels).item() == pytest.approx(auc)  # any increasing map
+    ap = average_precision_score(scores, labels).item()
+    assert 0.0 < ap <= 1.0
+    assert ap == pytest.approx(_brute_ap(scores.flatten().numpy(), labels.flatten().numpy()))
