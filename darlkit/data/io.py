@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES: tuple[str, ...] = (
-    ".png", ".tif", ".tiff", ".jpg", ".jpeg", ".gif", ".bmp", ".pbm", ".pgm", ".ppm", ".pnm", ".dcm",
+    ".png", ".tif", ".tiff", ".jpg", ".jpeg", ".gif", ".bmp", ".pbm", ".pgm", ".ppm", ".pnm", ".dcm", ".dicom",
 )
 """File suffixes (lower-case, with the dot) that ``list_image_files`` takes and ``read_image`` reads."""
 
@@ -83,7 +83,8 @@ def _pillow_frames(path: Path, channel: str, scaling: str, percentiles: tuple[fl
             if im.format not in _PILLOW_FORMATS:
                 raise ValueError(f"{path} is a {im.format} file; expected PNG, TIFF, JPEG, GIF, BMP, PNM or DICOM")
             frames, depths = [], set()
-            for k in range(getattr(im, "n_frames", 1)):
+            n_frames = 1 if im.format == "MPO" else getattr(im, "n_frames", 1)  # MPO: a camera JPEG + previews
+            for k in range(n_frames):
                 im.seek(k)
                 im.load()  # decode now: a truncated file fails here, naming the file
                 values, high = _frame_values(im, channel, path)
@@ -125,7 +126,9 @@ def read_image_frames(
     ``"range"`` maps min..max, so nothing saturates (see ``darlkit.data.intensity``).
     Colour: ``channel`` picks ``"red"``, ``"green"`` or ``"blue"``, or the ITU-R 601-2 luma
     (``"luma"``); alpha is dropped, palette images are expanded to RGB first; a grey image is
-    the same for every ``channel``.
+    the same for every ``channel``. (Pillow decodes 16-bit colour PNG/TIFF to 8 bits per channel;
+    16-bit grey data keep their depth.) A multi-picture JPEG (MPO, from cameras) gives its
+    first picture only.
 
     Args:
         path: The image file.
