@@ -196,3 +196,27 @@ def test_dicom_cine_and_16bit_tiff_training_images(tmp_path):
     assert rec["counts"]["train/trainC"] == 4 and rec["counts"]["train/trainA"] == 4
     assert rec["vessels"]["width_from"] == "default"  # no labels: 22 px per 512 of the shorter side
     assert rec["vessels"]["width"] == pytest.approx(22.0 * 40 / 512)
+
+
+def test_pair_regex_and_roi_for_test_and_val(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for d in ("img", "lbl", "fov"):
+        (tmp_path / d).mkdir()
+    for name in ("scanA", "scanB", "scanC"):
+        Image.fromarray(rng.integers(0, 256, (40, 44), dtype=np.uint8)).save(tmp_path / "img" / f"{name}_img.png")
+        m = np.zeros((40, 44), np.uint8)
+        m[10:30, 5:9] = 1
+        Image.fromarray(m).save(tmp_path / "lbl" / f"label-{name}.png")
+        Image.fromarray(np.full((40, 44), 255, np.uint8)).save(tmp_path / "fov" / f"{name}.bmp")
+    base = ["prepare", str(tmp_path / "out"), "--images", str(tmp_path / "img"),
+            "--test-images", str(tmp_path / "img" / "scan[AB]_img.png"), "--test-masks", str(tmp_path / "lbl" / "label-scan[AB].png"),
+            "--val-images", str(tmp_path / "img" / "scanC_img.png"), "--val-masks", str(tmp_path / "lbl" / "label-scanC.png"),
+            "--roi-masks", str(tmp_path / "fov")]
+    assert main(base) == 2  # default keys: 'scanA_img' vs 'label-scanA' do not pair
+    assert "unmatched files" in capsys.readouterr().err
+    assert main(base + ["--pair", r"(scan[A-Z])"]) == 0
+    rec = json.loads((tmp_path / "out" / "prepare.json").read_text())
+    assert rec["counts"]["test/roi"] == 2 and rec["counts"]["val/roi"] == 1 and rec["options"]["pair"] == "(scan[A-Z])"
+    pairs = {e["file"]: Path(e["source"]).name for e in rec["files"]["test/masks"]}
+    assert pairs == {"test/masks/scanA_img.png": "label-scanA.png", "test/masks/scanB_img.png": "label-scanB.png"}
+    assert read_mask(tmp_path / "out" / "val" / "masks" / "scanC_img.png").sum() == 80  # a 0/1 label -> 0/255
