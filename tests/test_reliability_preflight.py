@@ -19,7 +19,7 @@ def data(tmp_path):
 
 
 def test_a_good_dataset_passes_and_every_file_is_decoded(data):
-    report = check_dataset_files(data, train_side=64)
+    report = check_dataset_files(data, min_train_side=64)
     assert report.files == 3 * 3 + 2 * 2
     assert report.folders == ["train/trainA", "train/trainB", "train/trainC", "test/images", "test/masks"]
     assert set(report.sizes.values()) == {(64, 64)}
@@ -36,27 +36,29 @@ def test_one_error_lists_every_bad_file(data):
     (data / "train" / "trainC" / "notes.png").write_text("this is text, not a PNG")
     (data / "train" / "trainA" / "readme.txt").write_text("stray file")
     masks = sorted((data / "test" / "masks").glob("*.png"))
-    Image.fromarray(np.zeros((32, 48), np.uint8)).save(masks[0])  # wrong size
+    wrong = np.zeros((32, 48), np.uint8)
+    wrong[3:9, 5] = 255
+    Image.fromarray(wrong).save(masks[0])  # a valid mask of the wrong size
     masks[1].rename(masks[1].with_name("orphan.png"))  # image without mask + mask without image
     (data / "val" / "images").mkdir(parents=True)  # a val split without masks/
     Image.fromarray(np.zeros((64, 64), np.uint8)).save(data / "val" / "images" / "v.png")
     big = sorted((data / "train" / "trainA").glob("*.png"))[1]
-    Image.fromarray(np.zeros((80, 80), np.uint8)).save(big)
+    Image.fromarray(np.full((20, 20), 255, np.uint8)).save(big)
 
     with pytest.raises(DatasetCheckError) as info:
-        check_dataset_files(data, train_side=64)
+        check_dataset_files(data, min_train_side=64)
     err = info.value
     text = str(err)
     assert "\n" not in text and text.startswith(f"pre-flight check of {data} found {len(err.problems)} problem(s)")
     expected = [
         rf"{re.escape(str(trainb[0]))}",  # the truncated one
-        rf"cannot decode PNG {re.escape(str(data / 'train' / 'trainC' / 'notes.png'))}",
+        rf"{re.escape(str(data / 'train' / 'trainC' / 'notes.png'))}",
         rf"{re.escape(str(data / 'train' / 'trainA' / 'readme.txt'))}: unexpected entry",
         rf"{re.escape(str(masks[0]))}: mask is 48x32 but image .* is 64x64",
         rf"{re.escape(str(data / 'test' / 'images' / masks[1].name))}: no mask",
         rf"{re.escape(str(data / 'test' / 'masks' / 'orphan.png'))}: mask without an image",
         rf"{re.escape(str(data / 'val' / 'masks'))}: missing folder",
-        rf"{re.escape(str(big))}: 80x80 but training needs 64x64 images",
+        rf"{re.escape(str(big))}: 20x20 is smaller than the 64x64",
     ]
     for pattern in expected:
         assert any(re.search(pattern, p) for p in err.problems), (pattern, err.problems)
@@ -91,7 +93,7 @@ def test_readers_are_parameters(data):
     mask = sorted((data / "train" / "trainA").glob("*.png"))[0]
     Image.fromarray(np.full((64, 64), 7, np.uint8)).save(mask)
     with pytest.raises(DatasetCheckError, match="has values other than 0 and 255"):
-        check_dataset_files(data, read_mask=strict_mask)
+        check_dataset_files(data, read_train_mask=strict_mask)
 
 
 def test_bad_arguments(tmp_path, data):

@@ -8,12 +8,12 @@ stop there again. :func:`check_dataset_files` reads every file of the layout
 - ``test/images`` + ``test/masks`` and ``val/images`` + ``val/masks`` (paired by file name),
 - optional ``test/roi`` / ``val/roi`` (field-of-view masks paired by file name),
 
-decodes each one completely, checks sizes (training images ``train_side`` square when given;
-each mask and ROI the size of its image) and pairing (every image has its mask and every mask
-its image), and raises ONE :class:`DatasetCheckError` listing every problem found.
-
-The readers are parameters (``read_image`` / ``read_mask``) with one default each, so switching
-the file readers is a one-line change.
+decodes each one completely with the readers :class:`~darlkit.data.XCADDataset` uses
+(:func:`~darlkit.data.read_image`, :func:`~darlkit.data.read_mask`,
+:func:`~darlkit.data.read_training_mask`), checks sizes (training images at least
+``min_train_side`` when given; each mask and ROI the size of its image) and pairing by file stem
+as the dataset pairs them (every image has its mask and every mask its image), and raises ONE
+:class:`DatasetCheckError` listing every problem found.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from darlkit.data.io import read_grayscale_png
+from darlkit.data.io import IMAGE_SUFFIXES, read_image as _read_image, read_mask as _read_mask
+from darlkit.data.xcad import read_training_mask
 
 __all__ = [
     "DatasetCheckError",
@@ -44,8 +45,9 @@ PAIRED_SPLITS: tuple[str, ...] = ("test", "val")
 
 Reader = Callable[[Path], Any]
 
-_DEFAULT_READ_IMAGE: Reader = read_grayscale_png
-_DEFAULT_READ_MASK: Reader = read_grayscale_png
+_DEFAULT_READ_IMAGE: Reader = _read_image
+_DEFAULT_READ_MASK: Reader = _read_mask
+_DEFAULT_READ_TRAIN_MASK: Reader = read_training_mask
 
 
 class DatasetCheckError(ValueError):
@@ -85,17 +87,17 @@ class PreflightReport:
 
 
 def _listing(folder: Path, problems: list[str]) -> list[Path]:
-    """PNG files of ``folder`` (sorted); other visible entries and an empty folder are problems."""
+    """Image files of ``folder`` (sorted); other visible entries and an empty folder are problems."""
     files = []
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith("."):
             continue
-        if entry.is_file() and entry.suffix.lower() == ".png":
+        if entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES:
             files.append(entry)
         else:
-            problems.append(f"{entry}: unexpected entry (only .png files belong in {folder})")
+            problems.append(f"{entry}: unexpected entry (only image files, {' '.join(IMAGE_SUFFIXES)}, belong in {folder})")
     if not files:
-        problems.append(f"{folder}: no PNG files")
+        problems.append(f"{folder}: no image files")
     return files
 
 
@@ -112,17 +114,17 @@ def _decode(reader: Reader, path: Path) -> tuple[Path, tuple[int, int] | None, s
 
 
 def _pair(kind: str, images: list[Path], others: list[Path], folder: Path, problems: list[str]) -> list[tuple[Path, Path]]:
-    """Match ``images`` and ``others`` (masks or ROIs) by file name; unmatched files are problems."""
-    by_name = {p.name: p for p in others}
-    image_names = {p.name for p in images}
+    """Match ``images`` and ``others`` (masks or ROIs) by file stem; unmatched files are problems."""
+    by_stem = {p.stem: p for p in others}
+    image_stems = {p.stem for p in images}
     pairs = []
     for img in images:
-        if img.name in by_name:
-            pairs.append((img, by_name[img.name]))
+        if img.stem in by_stem:
+            pairs.append((img, by_stem[img.stem]))
         else:
-            problems.append(f"{img}: no {kind} {folder / img.name}")
+            problems.append(f"{img}: no {kind} {folder / img.stem}.* (same file stem)")
     for other in others:
-        if other.name not in image_names:
+        if other.stem not in image_stems:
             problems.append(f"{other}: {kind} without an image of the same name")
     return pairs
 
@@ -130,24 +132,26 @@ def _pair(kind: str, images: list[Path], others: list[Path], folder: Path, probl
 def check_dataset_files(
     root: str | os.PathLike[str],
     *,
-    train_side: int | None = None,
+    min_train_side: int | None = None,
     splits: Sequence[str] = ("train", "test", "val"),
     read_image: Reader | None = None,
     read_mask: Reader | None = None,
+    read_train_mask: Reader | None = None,
     workers: int | None = None,
 ) -> PreflightReport:
     """Decode and cross-check every file of an XCAD-layout dataset; one error lists all problems.
 
     Args:
         root: Dataset folder (``train/``, ``test/``, optional ``val/``).
-        train_side: Required side of the (square) training images, ``2 * image_size`` for the
-            trainer's polyphase crops; ``None``: any size.
+        min_train_side: Smallest accepted height and width of the training images (a dataset
+            with ``small="error"`` refuses smaller ones); ``None``: any size (the dataset pads).
         splits: Which of ``"train"``, ``"test"``, ``"val"`` to check. ``"train"`` must exist
             when listed; ``test/`` and ``val/`` are checked when present (a present split needs
             both ``images/`` and ``masks/``).
         read_image: Reader of images (path -> (H, W[, C]) array, raising ``ValueError`` on a bad
-            file); default :func:`darlkit.data.io.read_grayscale_png`.
-        read_mask: Reader of masks and ROIs; default the same.
+            file); default :func:`darlkit.data.read_image`.
+        read_mask: Reader of test/val masks and ROIs; default :func:`darlkit.data.read_mask`.
+        read_train_mask: Reader of ``train/trainA``; default :func:`darlkit.data.read_training_mask`.
         workers: Decoding threads (default: up to 8, by the CPU count).
 
     Returns:
@@ -157,8 +161,8 @@ def check_dataset_files(
         FileNotFoundError: If ``root`` does not exist.
         ValueError: If ``splits`` names an unknown split.
         DatasetCheckError: (a ``ValueError``) listing every problem: missing or empty folders,
-            non-PNG entries, files that do not decode (truncated, not a PNG, 16-bit, ...),
-            training images of the wrong size, unpaired images/masks/ROIs, masks or ROIs whose
+            entries that are not image files, files that do not decode (truncated, not an
+            image, a mask with more than two values, ...), training images that are too small, unpaired images/masks/ROIs, masks or ROIs whose
             size differs from their image's.
     """
     root = Path(root)
@@ -169,6 +173,7 @@ def check_dataset_files(
         raise ValueError(f"splits must be a subset of ('train', 'test', 'val'), got {list(splits)}")
     read_image = _DEFAULT_READ_IMAGE if read_image is None else read_image
     read_mask = _DEFAULT_READ_MASK if read_mask is None else read_mask
+    read_train_mask = _DEFAULT_READ_TRAIN_MASK if read_train_mask is None else read_train_mask
     report = PreflightReport(root)
     problems: list[str] = []
     jobs: list[tuple[Reader, Path]] = []
@@ -187,7 +192,7 @@ def check_dataset_files(
     if "train" in splits:
         for sub in TRAIN_SUBFOLDERS:
             files = folder(f"train/{sub}", required=True) or []
-            reader = read_mask if sub == "trainA" else read_image
+            reader = read_train_mask if sub == "trainA" else read_image
             jobs += [(reader, f) for f in files]
             train_files += files
     for split in PAIRED_SPLITS:
@@ -212,12 +217,13 @@ def check_dataset_files(
         else:
             report.sizes[path] = shape  # type: ignore[assignment]
     report.files = len(jobs)
-    if train_side is not None:
+    if min_train_side is not None:
         for f in train_files:
             shape = report.sizes.get(f)
-            if shape is not None and shape != (train_side, train_side):
+            if shape is not None and min(shape) < min_train_side:
                 problems.append(
-                    f"{f}: {shape[1]}x{shape[0]} but training needs {train_side}x{train_side} images (2 * image_size)"
+                    f"{f}: {shape[1]}x{shape[0]} is smaller than the {min_train_side}x{min_train_side} the "
+                    "training crops need (the dataset has small='error')"
                 )
     for kind, image, other in pairs:
         a, b = report.sizes.get(image), report.sizes.get(other)
@@ -251,8 +257,9 @@ def check_training_datasets(train_set: Any, val_data: Any = None) -> None:
     side = None
     if isinstance(train_set, XCADDataset) and train_set.split == "train":
         splits[train_set.root] = {"train"}
-        side = 2 * train_set.size
+        if train_set.small == "error":
+            side = train_set.size * (2 if train_set.polyphase else 1)
     if isinstance(val_set, XCADDataset):
         splits.setdefault(val_set.root, set()).add(val_set.split)
     for root, names in splits.items():
-        check_dataset_files(root, train_side=side if "train" in names else None, splits=tuple(sorted(names)))
+        check_dataset_files(root, min_train_side=side if "train" in names else None, splits=tuple(sorted(names)))

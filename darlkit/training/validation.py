@@ -39,7 +39,8 @@ def run_validation(
     Args:
         model: The model to evaluate (e.g. ``DARL`` or its EMA copy).
         val_data: Items ``{"image": (1, H, W) in [-1, 1], "mask": (1, H, W) in {0, 1}, ...}``
-            (a Dataset, or a DataLoader whose batches are such dicts with a batch dim).
+            (a Dataset, or a DataLoader whose batches are such dicts with a batch dim); an item
+            with ``"roi"`` (1, H, W) in {0, 1} is scored inside that field of view only.
         segment: ``segment(model, image)``: (N, 1, H, W) in [-1, 1] -> vessel maps of the same
             shape in [-1, 1].
         to_device: Moves an image batch to the evaluation device.
@@ -65,7 +66,10 @@ def run_validation(
         target = item["mask"]
         target = target.unsqueeze(0) if target.dim() == 3 else target
         pred = segment(model, image).cpu()
-        acc.update(pred, target.float())
+        roi = item.get("roi")
+        if roi is not None:  # a field of view (``roi/`` folder): metrics inside it only
+            roi = (roi.unsqueeze(0) if roi.dim() == 3 else roi) > 0
+        acc.update(pred, target.float(), roi=roi)
         for k in range(image.shape[0]):
             if len(examples) < figure_rows:
                 examples.append((image[k].float().cpu(), pred[k], target[k].float()))
