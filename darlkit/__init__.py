@@ -4,13 +4,13 @@ The package follows the method from the bottom up::
 
     layers -> diffusion -> nets -> model -> training
 
-with ``data``, ``synthesis``, ``metrics``, ``losses``, ``kernels`` and ``flops`` each in
+with ``data``, ``synthesis``, ``preparation``, ``metrics``, ``losses``, ``kernels`` and ``flops`` each in
 their own subpackage. Every public symbol of the subpackages is re-exported here, so
 ``from darlkit import SwitchableSPADE, GaussianDiffusion, DARL`` works.
 """
 
 from darlkit._version import __version__
-from darlkit import polyphase, layers, diffusion, losses, metrics, nets, model, flops, data, synthesis, kernels, training
+from darlkit import polyphase, layers, diffusion, losses, metrics, nets, model, flops, data, synthesis, preparation, kernels, training
 from darlkit.polyphase import *  # noqa: F401,F403
 from darlkit.layers import *  # noqa: F401,F403
 from darlkit.diffusion import *  # noqa: F401,F403
@@ -21,6 +21,7 @@ from darlkit.model import *  # noqa: F401,F403
 from darlkit.flops import *  # noqa: F401,F403
 from darlkit.data import *  # noqa: F401,F403
 from darlkit.synthesis import *  # noqa: F401,F403
+from darlkit.preparation import *  # noqa: F401,F403
 from darlkit.kernels import *  # noqa: F401,F403
 from darlkit.training import *  # noqa: F401,F403
 
@@ -36,6 +37,7 @@ __all__ = [
     *flops.__all__,
     *data.__all__,
     *synthesis.__all__,
+    *preparation.__all__,
     *kernels.__all__,
     *training.__all__,
 ]

@@ -66,7 +66,8 @@ def test_drive_command_exactly_as_written(tmp_path):
     assert record["counts"] == {"train/trainB": 2, "train/trainC": 2, "train/trainA": 2, "test/images": 2,
                                 "test/masks": 2, "test/roi": 2}
     assert record["options"]["channel"] == "green" and record["backgrounds"]["mode"] == "auto"
-    assert record["vessels"]["width_from"] == "test/val masks" and 3 <= record["vessels"]["width"] <= 12
+    # the test labels never shape training: without validation labels the widths are the defaults
+    assert record["vessels"]["width_from"] == "default" and record["vessels"]["fraction_from"] == "default"
     for name, (rgb, vessel, fov) in truth.items():
         img = np.asarray(Image.open(out / "test" / "images" / f"{name}.png"))
         assert img.shape == (584, 565) and img.dtype == np.uint8
@@ -162,7 +163,11 @@ def test_chase_db1_prepare_train_evaluate(tmp_path, capsys, with_val):
     assert record["counts"]["train/trainB"] == 20 and record["counts"]["test/roi"] == 8
     assert record["counts"].get("val/images", 0) == (2 if with_val else 0)
     v = record["vessels"]
-    assert 2 <= v["width"] <= 8 and 0.05 <= v["fraction"] <= 0.15  # CHASE at 192 px: thin vessels, ~8 % of the FOV
+    if with_val:  # measured on the two validation labels only (never the test labels)
+        assert v["width_from"] == v["fraction_from"] == "val masks"
+        assert 2 <= v["width"] <= 8 and 0.05 <= v["fraction"] <= 0.15  # CHASE at 192 px: thin vessels, ~8 % of the FOV
+    else:
+        assert v["width_from"] == v["fraction_from"] == "default"
     assert np.asarray(Image.open(out / "test" / "images" / "Image_11L.png")).shape == (192, 200)
     capsys.readouterr()
     assert main(["train", "--data", str(out), "--preset", "tiny", "--steps", "3", "--batch-size", "1",

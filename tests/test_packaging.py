@@ -13,7 +13,7 @@ import pytest
 import darlkit
 
 REPO = Path(__file__).resolve().parents[1]
-SUBPACKAGES = ("layers", "diffusion", "losses", "metrics", "nets", "model", "flops", "data", "synthesis",
+SUBPACKAGES = ("layers", "diffusion", "losses", "metrics", "nets", "model", "flops", "data", "synthesis", "preparation",
                "kernels", "training", "cli")
 
 

@@ -10,7 +10,7 @@ from darlkit.data.background import noise_level, pseudo_background
 from darlkit.data.morphology import dilate, erode, gaussian_blur, grey_closing
 from darlkit.data.pairing import pair_files, pairing_key
 from darlkit.data.roi import field_of_view
-from darlkit.data.synth_masks import calibrate_tree_params, matched_tree_params, synthesize_masks, vessel_fraction, vessel_width
+from darlkit.preparation.masks import calibrate_tree_params, matched_tree_params, synthesize_masks, vessel_fraction, vessel_width
 from darlkit.synthesis import FractalVesselSynthesizer, render_angiogram, render_background
 
 

@@ -1,6 +1,6 @@
 """``darlkit prepare OUT``: your own folders (any format, size, modality) -> the layout ``train``/``evaluate`` read.
 
-See ``darlkit.data.prepare`` for what is written and every rule; ``OUT/prepare.json`` records the
+See ``darlkit.preparation.prepare`` for what is written and every rule; ``OUT/prepare.json`` records the
 choices. Example (DRIVE-style names)::
 
     darlkit prepare OUT --images A/*.tif --test-images B/*.tif --test-masks C/*.gif \\
@@ -83,9 +83,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="synthetic mask style: tree (matched width/fraction, default) or ssvs (XCAD's rectangles)")
     p.add_argument("--n-masks", type=argtypes.positive_int, default=None, help="number of synthetic masks (default: one per training image)")
     p.add_argument("--vessel-fraction", type=_fraction, default=None, metavar="F",
-                   help="vessel fraction of the synthetic masks (default: measured on the test/val masks, else 0.055)")
+                   help="vessel fraction of the synthetic masks (default: measured on the validation masks, never the test masks; else 0.055)")
     p.add_argument("--vessel-width", type=argtypes.positive_float, default=None, metavar="PX",
-                   help="widest vessel diameter in output pixels (default: measured on the test/val masks, else 22 px per 512)")
+                   help="widest vessel diameter in output pixels (default: measured on the validation masks, never the test masks; else 22 px per 512)")
     p.add_argument("--background-width", type=_odd_width, default=None, metavar="PX",
                    help="closing width for --backgrounds auto (odd; default: >= 1.5 x the vessel width)")
     p.add_argument("--seed", type=argtypes.non_negative_int, default=0, help="seed of the synthetic masks and background noise")
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         Exit status 0.
     """
-    from darlkit.data.prepare import prepare_dataset
+    from darlkit.preparation import prepare_dataset
 
     record = prepare_dataset(
         args.out,

@@ -313,7 +313,7 @@ def train_from_args(args: argparse.Namespace, *, default_preset: str = "paper", 
     root = Path(data_root if data_root is not None else args.data)
     _check_xcad_dir(root)
     # Every training and test file is decoded and checked before step 1 (one error lists all).
-    check_dataset_files(root, train_side=2 * config.image_size)
+    check_dataset_files(root)  # the dataset pads small images (small="reflect"): no size rule
     distributed = _init_distributed(device)
     try:
         train_set = XCADDataset(root, split="train", size=config.image_size, augment=True, seed=config.seed)

@@ -8,7 +8,7 @@ Written under ``out`` (8-bit grey PNGs, ``darlkit.data.XCADDataset`` reads them)
   vessel-free pseudo-background per training image (``darlkit.data.background``);
 - ``train/trainA/<NNNNN>.png``: training vessel masks, given (``masks``, converted; two-valued
   masks become 0/255) or ``"synth"``: fractal masks matched to the targets' vessel width and
-  fraction (``darlkit.data.synth_masks``);
+  fraction (``darlkit.preparation.masks``);
 - ``test/images``, ``test/masks`` (0/255) and, with ROI masks, ``test/roi`` (0/255, 255 inside the
   field of view), the same for ``val/``: test/val images paired with their masks by key
   (``darlkit.data.pairing``); ROI masks given (paired the same way with the test and val images)
@@ -47,7 +47,7 @@ from darlkit.data.intensity import check_channel
 from darlkit.data.io import list_image_files, read_image, read_image_frames, read_mask
 from darlkit.data.pairing import pair_files
 from darlkit.data.roi import field_of_view
-from darlkit.data.synth_masks import calibrate_tree_params, synthesize_masks, vessel_fraction, vessel_width
+from darlkit.preparation.masks import calibrate_tree_params, synthesize_masks, vessel_fraction, vessel_width
 
 __all__ = ["prepare_dataset", "DEFAULT_VESSEL_WIDTH_512", "DEFAULT_VESSEL_FRACTION", "PREPARE_RECORD"]
 
@@ -164,9 +164,10 @@ def prepare_dataset(
         mask_style: ``"tree"`` (matched to the targets) or ``"ssvs"`` (XCAD's rectangle fractals).
         n_masks: Number of synthetic masks (default: one per training image).
         vessel_fraction_target: Vessel fraction for the synthetic masks (default: measured on the
-            test/val masks inside their ROI, else ``DEFAULT_VESSEL_FRACTION``).
+            validation masks inside their ROI, else ``DEFAULT_VESSEL_FRACTION``; the test masks
+            are never used, so the test set cannot shape training).
         vessel_width_target: Widest-vessel diameter (px, at the output size) for the synthetic
-            masks and the closing (default: measured on the test/val masks, else
+            masks and the closing (default: measured on the validation masks, else
             ``DEFAULT_VESSEL_WIDTH_512`` scaled to the images' shorter side).
         background_width: Closing width (odd, px) of ``backgrounds="auto"`` (default: the smallest
             odd number >= 1.5 x the vessel width, at least 3).
@@ -295,10 +296,11 @@ def _write_all(root, log, train_files, pairs, roi_of, roi_auto, bg_files, mask_f
             elif roi_auto:
                 roi = field_of_view(_resize(read_image(img_path, channel="luma"), shape))
                 w.write(f"{split}/roi", f"{img_path.stem}.png", roi, None, rule="auto")
-            widths.append(vessel_width(m))
-            fractions.append(vessel_fraction(m, roi))
+            if split == "val":  # never the test labels: they must not shape training
+                widths.append(vessel_width(m))
+                fractions.append(vessel_fraction(m, roi))
     short = int(np.median(shorts))
-    source = "test/val masks" if widths else "default"
+    source = "val masks" if widths else "default"
     v_width = float(width) if width is not None else (float(np.mean(widths)) if widths else DEFAULT_VESSEL_WIDTH_512 * short / 512)
     v_frac = float(fraction) if fraction is not None else (float(np.mean(fractions)) if fractions else DEFAULT_VESSEL_FRACTION)
     record: dict[str, Any] = {
