@@ -151,3 +151,23 @@ def test_cli_export_errors_are_one_line(checkpoint, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert needle in err and len(err.splitlines()) == 1, err
     assert existing.read_bytes() == b"keep me"
+
+
+@pytest.mark.slow
+def test_inference_benchmark_smoke(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "inference.py"
+    spec = importlib.util.spec_from_file_location("inference_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    variants = ["eager", "inference", "bf16"]
+    report = bench.main(["--preset", "tiny", "--sizes", "64", "--batches", "1", "--repeats", "1",
+                         "--variants", *variants, "--json", str(tmp_path / "r.json")])
+    rows = {r["variant"]: r for r in report["rows"]}
+    assert set(rows) == set(variants) and not any("error" in r for r in rows.values())
+    assert rows["inference"]["max_abs_diff_vs_eager"] == 0.0  # the same numbers, faster path
+    assert 0.9 <= rows["bf16"]["mask_dice_vs_eager"] <= 1.0
+    assert "| inference | 64 | 1 |" in bench.to_markdown(report)
+    assert (tmp_path / "r.json").is_file()
