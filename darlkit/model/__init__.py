@@ -6,9 +6,22 @@
 * ``load_model`` -- one loader for a model folder, a training checkpoint or the release.
 * ``check_image`` / ``check_mask`` / ``IMAGE_RANGE_TOLERANCE`` -- the input rules of DARL's methods.
 * ``load_released_checkpoint`` -- the authors' ``<prefix>_G.pth`` / ``_Ds.pth`` / ``_Da.pth``.
+* ``OneStepSegmenter`` / ``export_segmenter`` / ``load_exported`` / ``OnnxSegmenter`` -- the
+  one-step segmenter as a plain module, written to ONNX, TorchScript or a ``torch.export``
+  program and checked against eager (``darlkit export``).
 """
 
 from darlkit.model.darl import DARL, DARLPaths, mask_to_onehot
+from darlkit.model.export import (
+    EXPORT_FORMATS,
+    EXPORT_TOLERANCE,
+    OneStepSegmenter,
+    OnnxSegmenter,
+    export_segmenter,
+    load_exported,
+    materialize_spectral_norm,
+    verify_export,
+)
 from darlkit.model.loading import load_model, model_from_checkpoint, read_torch_file
 from darlkit.model.inputs import IMAGE_RANGE_TOLERANCE, check_image, check_mask
 from darlkit.model.safe_load import safe_load_error
@@ -29,4 +42,12 @@ __all__ = [
     "map_released_keys",
     "ReleasedModels",
     "RELEASED_PREFIX_MAP",
+    "OneStepSegmenter",
+    "OnnxSegmenter",
+    "export_segmenter",
+    "load_exported",
+    "verify_export",
+    "materialize_spectral_norm",
+    "EXPORT_FORMATS",
+    "EXPORT_TOLERANCE",
 ]

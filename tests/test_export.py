@@ -1,0 +1,173 @@
+"""Export of the one-step segmenter: equal to eager within the stated tolerance, per format."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from darlkit.cli import main
+from darlkit.model import DARL
+from darlkit.model.export import (
+    EXPORT_TOLERANCE,
+    OneStepSegmenter,
+    export_segmenter,
+    load_exported,
+    materialize_spectral_norm,
+)
+from darlkit.training import TrainConfig, build_networks, load_trained_model
+from test_training_support import make_checkpoint, make_xcad
+
+
+def _tiny() -> DARL:
+    model, _, _ = build_networks(TrainConfig.preset("tiny"), seed=0)
+    return model.eval()
+
+
+def _batch(n: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand((n, 1, h, w), generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def test_materialized_spectral_norm_gives_the_eval_forward_exactly():
+    gen = _tiny().generator
+    x = torch.cat([_batch(2, 64, 64), _batch(2, 64, 64, seed=1)], dim=1)
+    with torch.no_grad():
+        want = gen(x)
+        plain = materialize_spectral_norm(copy.deepcopy(gen))
+        got = plain(x)
+    assert not any(n.endswith("weight_orig") for n, _ in plain.named_parameters())
+    assert any(n.endswith("weight_orig") for n, _ in gen.named_parameters())
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_one_step_segmenter_equals_darl_segment_and_leaves_the_model_alone():
+    model = _tiny()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    seg = OneStepSegmenter(model)
+    x = _batch(3, 64, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(seg(x), model.segment(x), rtol=0, atol=0)
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert seg.size_multiple == model.size_multiple
+    with pytest.raises(TypeError, match="DARL model"):
+        OneStepSegmenter(torch.nn.Conv2d(1, 1, 1))
+
+
+def _formats():
+    out = ["torchscript", "exported-program"]
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+        out.insert(0, "onnx")
+    except ImportError:
+        out.insert(0, pytest.param("onnx", marks=pytest.mark.skip(reason="onnx/onnxruntime not installed")))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", _formats())
+def test_export_round_trip_tiny_any_batch_and_size(fmt, tmp_path):
+    model = _tiny()
+    report = export_segmenter(model, tmp_path / f"seg.{fmt}", format=fmt)
+    assert report["max_abs_diff"] is not None and report["max_abs_diff"] <= report["allowed"]
+    # On the tiny networks every format agrees with float32 eager to 1e-4 or better.
+    assert report["max_abs_diff"] <= 1e-4
+    fn = load_exported(tmp_path / f"seg.{fmt}", format=fmt)
+    x = _batch(3, 3 * model.size_multiple, 5 * model.size_multiple, seed=7)  # neither the traced batch nor size
+    with torch.no_grad():
+        diff = (fn(x) - model.segment(x)).abs().max().item()
+    assert diff <= EXPORT_TOLERANCE[fmt]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", _formats())
+def test_export_round_trip_paper_networks(fmt, tmp_path):
+    model, _, _ = build_networks(TrainConfig.preset("paper"), seed=0)
+    report = export_segmenter(model.eval(), tmp_path / "paper", format=fmt, size=(64, 64))
+    assert report["max_abs_diff"] <= report["allowed"] <= max(EXPORT_TOLERANCE[fmt], 2 * report["eager_fp32_error"])
+    assert report["eager_fp32_error"] < 5e-3
+
+
+def test_export_refuses_bad_format_and_size(tmp_path):
+    model = _tiny()
+    with pytest.raises(ValueError, match="format must be one of onnx, torchscript, exported-program"):
+        export_segmenter(model, tmp_path / "x", format="tflite")
+    with pytest.raises(ValueError, match=f"multiples of {model.size_multiple}"):
+        export_segmenter(model, tmp_path / "x", format="torchscript", size=(model.size_multiple + 1, 64))
+    with pytest.raises(FileNotFoundError, match="exported model not found"):
+        load_exported(tmp_path / "missing.pt", format="torchscript")
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="does not load as a torchscript file"):
+        load_exported(tmp_path / "junk.pt", format="torchscript")
+
+
+@pytest.mark.slow
+def test_onnx_segmenter_polyphase_matches_darl(tmp_path):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    model = _tiny()
+    export_segmenter(model, tmp_path / "s.onnx", format="onnx", verify=False)
+    runner = load_exported(tmp_path / "s.onnx", format="onnx")
+    assert runner.size_multiple == model.size_multiple
+    x = _batch(1, 4 * model.size_multiple, 2 * model.size_multiple)
+    with torch.no_grad():
+        want = model.segment(x, polyphase=True)
+    assert (runner.segment(x, polyphase=True) - want).abs().max().item() <= EXPORT_TOLERANCE["onnx"]
+    with pytest.raises(ValueError, match="t must be 0"):
+        runner.segment(x, t=5)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    return make_checkpoint(root / "run", make_xcad(root / "data"), steps=1)
+
+
+@pytest.mark.slow
+def test_cli_export_torchscript_matches_the_checkpoint(checkpoint, tmp_path, capsys):
+    out = tmp_path / "seg.pt"
+    assert main(["export", str(checkpoint), "--format", "torchscript", "--out", str(out)]) == 0
+    assert "max |exported - eager|" in capsys.readouterr().out
+    model, _ = load_trained_model(checkpoint)
+    fn = load_exported(out, format="torchscript")
+    x = _batch(2, 2 * model.size_multiple, 2 * model.size_multiple)
+    with torch.no_grad():
+        assert (fn(x) - model.segment(x)).abs().max().item() <= EXPORT_TOLERANCE["torchscript"]
+
+
+def test_cli_export_errors_are_one_line(checkpoint, tmp_path, capsys):
+    existing = tmp_path / "exists.pt"
+    existing.write_bytes(b"keep me")
+    cases = [
+        (["export", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "a.onnx")], "checkpoint: file not found"),
+        (["export", str(checkpoint), "--out", str(tmp_path)], "is a folder"),
+        (["export", str(checkpoint), "--out", str(existing), "--format", "torchscript"], "--overwrite"),
+        (["export", str(checkpoint), "--out", str(tmp_path / "no" / "dir.pt")], "does not exist"),
+    ]
+    for argv, needle in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert needle in err and len(err.splitlines()) == 1, err
+    assert existing.read_bytes() == b"keep me"
+
+
+@pytest.mark.slow
+def test_inference_benchmark_smoke(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "inference.py"
+    spec = importlib.util.spec_from_file_location("inference_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    variants = ["eager", "inference", "bf16"]
+    report = bench.main(["--preset", "tiny", "--sizes", "64", "--batches", "1", "--repeats", "1",
+                         "--variants", *variants, "--json", str(tmp_path / "r.json")])
+    rows = {r["variant"]: r for r in report["rows"]}
+    assert set(rows) == set(variants) and not any("error" in r for r in rows.values())
+    assert rows["inference"]["max_abs_diff_vs_eager"] == 0.0  # the same numbers, faster path
+    assert 0.9 <= rows["bf16"]["mask_dice_vs_eager"] <= 1.0
+    assert "| inference | 64 | 1 |" in bench.to_markdown(report)
+    assert (tmp_path / "r.json").is_file()
