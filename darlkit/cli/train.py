@@ -214,12 +214,12 @@ def train_from_args(args: argparse.Namespace, *, default_preset: str = "paper", 
         time_limit: Stop training after this many seconds (``DARLTrainer.fit``).
 
     Returns:
-        The dict returned by ``DARLTrainer.fit`` plus ``"config"``.
+        The dict of :func:`darlkit.training.train_on_folder` (``DARLTrainer.fit``'s plus
+        ``"config"``, ``"trainer"``, ``"selection_split"`` and ``"test"``).
     """
     import torch
 
-    from darlkit.data import XCADDataset
-    from darlkit.training import DARLTrainer, build_networks
+    from darlkit.training import train_on_folder
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -231,9 +231,6 @@ def train_from_args(args: argparse.Namespace, *, default_preset: str = "paper", 
     _check_xcad_dir(root)
     distributed = _init_distributed(device)
     try:
-        train_set = XCADDataset(root, split="train", size=config.image_size, augment=True, seed=config.seed)
-        test_dir = root / "test" / "images"
-        test_set = XCADDataset(root, split="test") if test_dir.is_dir() and any(test_dir.iterdir()) else None
         resume = args.resume
         if resume not in (None, True):
             resume = Path(resume)
@@ -241,18 +238,10 @@ def train_from_args(args: argparse.Namespace, *, default_preset: str = "paper", 
                 raise CLIError(f"--resume: checkpoint not found: {resume}")
         elif resume is True and not (args.out / "last.pt").is_file():
             raise CLIError(f"--resume: no checkpoint to continue in {args.out} (expected {args.out / 'last.pt'})")
-        model, d_s, d_a = build_networks(config)
-        trainer = DARLTrainer(model, d_s, d_a, config, out_dir=args.out, device=device,
-                              progress=not args.no_progress)
-        if trainer.is_main:
-            n_params = sum(p.numel() for p in model.parameters())
-            log(f"darlkit train: preset {config.preset_name}, {len(train_set)} training items, "
-                f"{0 if test_set is None else len(test_set)} test images, {n_params / 1e6:.2f} M parameters, "
-                f"device {device}, world size {trainer.world_size}")
-        result = trainer.fit(train_set, steps=args.steps, val_data=test_set, resume=resume, time_limit=time_limit)
-        result["config"] = config
-        result["trainer"] = trainer
-        return result
+        # best.pt is chosen on DATA/val when it has images, else on DATA/test (said in one line);
+        # with val/, the chosen checkpoint is evaluated once on test/ at the end.
+        return train_on_folder(config, root, args.out, steps=args.steps, device=device,
+                               progress=not args.no_progress, resume=resume, time_limit=time_limit, log=log)
     finally:
         if distributed:
             import torch.distributed as dist
@@ -287,7 +276,10 @@ def run(args: argparse.Namespace) -> int:
         )
     result = train_from_args(args, data_root=data_root)
     if result["trainer"].is_main:
-        summary = {k: result[k] for k in ("step", "best_dice", "best_step", "last_checkpoint", "best_checkpoint", "figure")}
+        summary = {k: result[k] for k in ("step", "best_dice", "best_step", "selection_split", "last_checkpoint",
+                                          "best_checkpoint", "figure")}
+        if result["test"] is not None:
+            summary["test_dice"] = result["test"]["clean"]["dice"]["mean"]
         summary["seconds"] = round(result["seconds"], 1)
         print(json.dumps(summary))
     return 0

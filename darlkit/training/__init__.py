@@ -20,7 +20,16 @@ from darlkit.training.inference import (
     read_png,
     write_png,
 )
+from darlkit.training.monitor import CollapseMonitor, CollapseStatus
 from darlkit.training.networks import build_networks
+from darlkit.training.recipes import (
+    VAL_FOLDERS,
+    evaluate_on_split,
+    train_on_folder,
+    validation_seed,
+    validation_split,
+    write_validation_split,
+)
 from darlkit.training.trainer import DARLTrainer, StepSampler, collate, save_figure, segment_image
 
 __all__ = [
@@ -43,4 +52,12 @@ __all__ = [
     "add_gaussian_noise",
     "read_png",
     "write_png",
+    "CollapseMonitor",
+    "CollapseStatus",
+    "VAL_FOLDERS",
+    "validation_seed",
+    "write_validation_split",
+    "validation_split",
+    "train_on_folder",
+    "evaluate_on_split",
 ]

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -350,6 +351,7 @@ class DARLTrainer:
         self.best_step = -1
         self.history: list[dict[str, Any]] = []
         self._last_batch: dict[str, torch.Tensor] | None = None
+        self.monitor = _collapse_monitor(config)
 
     # ------------------------------------------------------------------ helpers
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -402,12 +404,13 @@ class DARLTrainer:
 
         Returns:
             The loss terms as floats: ``loss_g``, ``loss_diff``, ``loss_adv``, ``loss_cyc``,
-            ``loss_d``, ``loss_ds``, ``loss_da``.
+            ``loss_d``, ``loss_ds``, ``loss_da``, ``loss_pol`` (the unweighted polarity prior; 0
+            when ``polarity_weight`` is 0).
 
         Raises:
             KeyError: If a key is missing (reported as ValueError).
         """
-        from darlkit.losses import lsgan_discriminator_loss, lsgan_generator_loss
+        from darlkit.losses import lsgan_discriminator_loss, lsgan_generator_loss, polarity_loss
 
         cfg = self.config
         try:
@@ -430,6 +433,9 @@ class DARLTrainer:
         loss_diff = paths.loss_diff.float()
         loss_cyc = paths.loss_cyc.float()
         loss_g = loss_diff + cfg.alpha * loss_adv.float() + cfg.beta * loss_cyc
+        loss_pol = polarity_loss(paths.synth, background, mask, cfg.polarity_margin) if cfg.polarity_weight else None
+        if loss_pol is not None:
+            loss_g = loss_g + cfg.polarity_weight * loss_pol
         self.scaler_g.scale(loss_g).backward()
         self._clip(self.g_params, self.opt_g, self.scaler_g)
         self.scaler_g.step(self.opt_g)
@@ -467,6 +473,7 @@ class DARLTrainer:
             "loss_d": float(loss_d.detach()),
             "loss_ds": float(loss_ds.detach()),
             "loss_da": float(loss_da.detach()),
+            "loss_pol": 0.0 if loss_pol is None else float(loss_pol.detach()),
         }
 
     # ------------------------------------------------------------------ validation
@@ -481,7 +488,9 @@ class DARLTrainer:
 
         Returns:
             ``{"step": int, "metrics": {name: {"mean", "std", "n"}}, "examples": [...]}`` where
-            ``examples`` holds up to ``config.figure_rows`` (image, prediction, truth) triples.
+            ``examples`` holds up to ``config.figure_rows`` (image, prediction, truth) triples;
+            besides the segmentation metrics, ``metrics["vessel_fraction"]`` is the share of
+            pixels predicted as vessel (per image, in [0, 1]).
         """
         from darlkit.metrics import SegmentationMetrics
 
@@ -491,6 +500,7 @@ class DARLTrainer:
         model.eval()
         acc = SegmentationMetrics(threshold=self.config.val_threshold)
         examples: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        fractions: list[float] = []
         seen = 0
         for item in _iter_items(val_data):
             if max_images is not None and seen >= max_images:
@@ -501,12 +511,16 @@ class DARLTrainer:
             pred = segment_image(model, image, image_size=self.config.image_size, amp=self.config.amp)
             pred = pred.cpu()
             acc.update(pred, target.float())
+            fractions += (pred > self.config.val_threshold).float().flatten(1).mean(1).tolist()
             for k in range(image.shape[0]):
                 if len(examples) < self.config.figure_rows:
                     examples.append((image[k].float().cpu(), pred[k], target[k].float()))
             seen += image.shape[0]
         model.train(was_training)
         metrics = acc.aggregate()
+        if fractions:
+            f = torch.tensor(fractions, dtype=torch.float64)
+            metrics["vessel_fraction"] = {"mean": float(f.mean()), "std": float(f.std(unbiased=False)), "n": len(fractions)}
         return {"step": self.step, "metrics": metrics, "examples": examples}
 
     # ------------------------------------------------------------------ checkpoints
@@ -533,6 +547,7 @@ class DARLTrainer:
             "rng": get_rng_state(),
             "best_dice": float(self.best_dice),
             "best_step": int(self.best_step),
+            "monitor": self.monitor.state_dict() if self.monitor is not None else None,
         }
 
     def load_state_dict(self, state: dict[str, Any], *, strict_config: bool = True) -> None:
@@ -578,6 +593,8 @@ class DARLTrainer:
         self.step = int(state["step"])
         self.best_dice = float(state.get("best_dice", -math.inf))
         self.best_step = int(state.get("best_step", -1))
+        if self.monitor is not None and state.get("monitor") is not None:
+            self.monitor.load_state_dict(state["monitor"])
 
     def save(self, path: str | os.PathLike[str]) -> Path | None:
         """Write the checkpoint atomically (rank 0 only; other ranks return ``None``).
@@ -735,6 +752,15 @@ class DARLTrainer:
         record["n"] = int(next(iter(metrics.values()))["n"]) if metrics else 0
         self.history.append(record)
         dice = record.get("dice_mean", float("nan"))
+        if self.monitor is not None:
+            status = self.monitor.update(dice, record.get("vessel_fraction_mean", float("nan")))
+            record["collapse_warning"] = status.reason if status.collapsed else ""
+            if status.collapsed and self.is_main:
+                warnings.warn(
+                    f"step {self.step}: the segmentation looks collapsed for {status.streak} validations "
+                    f"({status.reason}); see TrainConfig.collapse_* and the training notes",
+                    RuntimeWarning, stacklevel=2,
+                )
         improved = dice == dice and dice > self.best_dice
         if improved:
             self.best_dice = dice
@@ -750,6 +776,15 @@ class DARLTrainer:
 
 
 # ---------------------------------------------------------------------- utilities
+def _collapse_monitor(config: TrainConfig):
+    if not config.collapse_patience:
+        return None
+    from darlkit.training.monitor import CollapseMonitor
+
+    return CollapseMonitor(config.collapse_patience, config.collapse_min_dice, config.collapse_min_fraction,
+                           config.collapse_max_fraction)
+
+
 def _dataset_of(data: Dataset | DataLoader, default_workers: int) -> tuple[Dataset, int]:
     if isinstance(data, DataLoader):
         return data.dataset, data.num_workers
