@@ -31,7 +31,7 @@ from darlkit.cli.train import add_training_arguments  # the training options sha
 __all__ = ["add_parser", "run", "QUICKSTART_DEFAULTS"]
 
 QUICKSTART_DEFAULTS: dict[str, dict[str, int]] = {
-    "full": {"n_train": 256, "n_test": 16, "n_val": 16, "size": 128, "render_size": 512, "steps": 1400, "seed": 2},
+    "full": {"n_train": 256, "n_test": 16, "n_val": 16, "size": 128, "render_size": 512, "steps": 800, "seed": 2},
     "smoke": {"n_train": 8, "n_test": 2, "n_val": 2, "size": 64, "render_size": 128, "steps": 2, "seed": 2},
 }
 """Dataset, schedule and training seed of the full quickstart (and of ``--smoke``)."""
@@ -83,8 +83,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from darlkit.cli.train import build_config
-    from darlkit.synthesis import write_synthetic_xcad
-    from darlkit.training import train_on_folder, write_validation_split
+    from darlkit.training import train_on_folder, write_quickstart_data
 
     t0 = time.perf_counter()
     mode = QUICKSTART_DEFAULTS["smoke" if args.smoke else "full"]
@@ -130,15 +129,8 @@ def run(args: argparse.Namespace) -> int:
     shape = f"{size}x{size}" + ("" if render_size == size else f" windows of {render_size}x{render_size} renders")
     print(f"[1/4] synthesising {n_train} training, {n_val} validation and {n_test} test images ({shape}) "
           f"into {data_root}")
-    # trainA masks use the curved "tree" style (the synthesizer's realistic vessels), unpaired
-    # with the angiograms' own vessels; the test masks come from yet another seed stream and the
-    # validation split from a seed of its own. Rendering at XCAD's 512 and keeping a window keeps
-    # XCAD's vessel widths in pixels: with whole 128x128 renders the vessels are 1-2 px wide in
-    # the 64x64 crops and the tiny preset does not learn to segment them.
-    write_synthetic_xcad(data_root, n_train=n_train, n_test=n_test, size=render_size,
-                         crop=size, seed=args.data_seed,
-                         progress=progress, train_style="tree", workers=0 if args.smoke else 2)
-    write_validation_split(data_root, n_val, size=render_size, crop=size, data_seed=args.data_seed)
+    write_quickstart_data(data_root, n_train=n_train, n_test=n_test, n_val=n_val, size=size, render_size=render_size,
+                          data_seed=args.data_seed, progress=progress, workers=0 if args.smoke else 2)
 
     print(f"[2/4] training the tiny preset for {args.steps} steps (no labels) -> {run_dir}")
     budget = args.budget_min if args.budget_min is not None else (None if args.smoke else 8.5)

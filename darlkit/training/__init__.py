@@ -28,6 +28,7 @@ from darlkit.training.recipes import (
     train_on_folder,
     validation_seed,
     validation_split,
+    write_quickstart_data,
     write_validation_split,
 )
 from darlkit.training.trainer import DARLTrainer, StepSampler, collate, save_figure, segment_image
@@ -57,6 +58,7 @@ __all__ = [
     "VAL_FOLDERS",
     "validation_seed",
     "write_validation_split",
+    "write_quickstart_data",
     "validation_split",
     "train_on_folder",
     "evaluate_on_split",
