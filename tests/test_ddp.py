@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -13,12 +15,10 @@ from test_training_support import RandomTrainSet, micro_config
 STEPS = 2
 
 
-def _use_sgd(trainer: DARLTrainer) -> None:
-    # Adam's first steps are ~lr * sign(grad): float-level differences of near-zero gradients
-    # (summation order of the all-reduce) flip whole updates. SGD keeps the comparison about
-    # the gradients themselves, which is what data parallelism must get right.
-    trainer.opt_g = torch.optim.SGD(trainer.g_params, lr=0.05)
-    trainer.opt_d = torch.optim.SGD(trainer.d_params, lr=0.05)
+# Adam's first steps are ~lr * sign(grad): float-level differences of near-zero gradients
+# (summation order of the all-reduce) flip whole updates. SGD keeps the comparison about
+# the gradients themselves, which is what data parallelism must get right.
+SGD = {name: functools.partial(torch.optim.SGD, lr=0.05) for name in ("optimizer_g", "optimizer_d")}
 
 
 def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
@@ -27,8 +27,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     try:
         cfg = micro_config(batch_size=2 // world, pool_size=0, ckpt_every=0)
         model, d_s, d_a = build_networks(cfg)
-        trainer = DARLTrainer(model, d_s, d_a, cfg, out_dir=out_dir, progress=False)
-        _use_sgd(trainer)
+        trainer = DARLTrainer(model, d_s, d_a, cfg, out_dir=out_dir, progress=False, **SGD)
         assert trainer.world_size == world and trainer.rank == rank
         trainer.fit(RandomTrainSet(6, 32), steps=STEPS)
     finally:
@@ -42,8 +41,8 @@ def test_two_gloo_processes_match_one_process_with_the_global_batch(tmp_path):
 
     cfg = micro_config(batch_size=2, pool_size=0, ckpt_every=0)
     model, d_s, d_a = build_networks(cfg)
-    single = DARLTrainer(model, d_s, d_a, cfg, progress=False)
-    _use_sgd(single)
+    single = DARLTrainer(model, d_s, d_a, cfg, progress=False, **SGD)
+    assert isinstance(single.opt_g, torch.optim.SGD) and isinstance(single.opt_d, torch.optim.SGD)
     single.fit(RandomTrainSet(6, 32), steps=STEPS)
 
     ddp = load_checkpoint(ddp_dir / "last.pt")

@@ -1,12 +1,15 @@
 """darlkit.training: TrainConfig presets, DARLTrainer, crash-safe checkpoints, EMA and DDP.
 
-``DARLTrainer`` runs the paper's alternating optimisation (generator step, then
-discriminator step) with mixed precision, EMA, gradient clipping, validation, resumable
-checkpoints and multi-process (``torchrun``) data parallelism.
+``DARLTrainer`` runs the paper's alternating optimisation (:class:`DARLStep`: generator step,
+then discriminator step) with injectable optimisers and LR schedulers, mixed precision, EMA,
+gradient clipping, validation, resumable checkpoints, callbacks and multi-process
+(``torchrun``) data parallelism.
 """
 
+from darlkit.training.callbacks import Callback, ProgressBar
 from darlkit.training.checkpoint import (
     CHECKPOINT_FORMAT,
+    Checkpointer,
     get_rng_state,
     load_checkpoint,
     save_checkpoint,
@@ -20,8 +23,11 @@ from darlkit.training.inference import (
     read_png,
     write_png,
 )
+from darlkit.training.figures import save_figure
+from darlkit.training.logs import RunLog
 from darlkit.training.monitor import CollapseMonitor, CollapseStatus
 from darlkit.training.networks import build_networks
+from darlkit.training.optim import OptimizerSpec, SchedulerSpec, build_optimizer, build_scheduler, paper_adam
 from darlkit.training.recipes import (
     VAL_FOLDERS,
     evaluate_on_split,
@@ -31,7 +37,11 @@ from darlkit.training.recipes import (
     write_quickstart_data,
     write_validation_split,
 )
-from darlkit.training.trainer import DARLTrainer, StepSampler, collate, save_figure, segment_image
+from darlkit.training.run_files import RunFiles
+from darlkit.training.sampler import StepSampler, collate, step_batches, step_draws
+from darlkit.training.step import DARLStep
+from darlkit.training.trainer import DARLTrainer, segment_image
+from darlkit.training.validation import ValidationHistory, run_validation
 
 __all__ = [
     "TrainConfig",
@@ -39,9 +49,24 @@ __all__ = [
     "AMP_MODES",
     "build_networks",
     "DARLTrainer",
+    "DARLStep",
+    "Callback",
+    "ProgressBar",
+    "OptimizerSpec",
+    "SchedulerSpec",
+    "paper_adam",
+    "build_optimizer",
+    "build_scheduler",
     "StepSampler",
-    "segment_image",
+    "step_draws",
+    "step_batches",
     "collate",
+    "RunFiles",
+    "Checkpointer",
+    "RunLog",
+    "ValidationHistory",
+    "run_validation",
+    "segment_image",
     "save_figure",
     "CHECKPOINT_FORMAT",
     "save_checkpoint",

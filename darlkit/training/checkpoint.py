@@ -14,14 +14,19 @@ import pickle
 import random
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+if TYPE_CHECKING:  # pragma: no cover
+    from darlkit.training.run_files import RunFiles
+
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "Checkpointer",
     "save_checkpoint",
     "load_checkpoint",
     "get_rng_state",
@@ -181,3 +186,39 @@ def set_rng_state(state: dict[str, Any]) -> None:
         random.setstate((int(py["version"]), tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
     except KeyError as exc:
         raise ValueError(f"RNG state is missing key {exc}") from None
+
+
+class Checkpointer:
+    """Writes a run's checkpoints (``last.pt``, ``best.pt``) from a state callback.
+
+    Args:
+        state_fn: Returns the checkpoint dict to write (e.g. ``DARLTrainer.state_dict``).
+        files: The run's files (``None``: write nothing).
+        enabled: Whether this process writes (``False`` on ranks other than 0).
+    """
+
+    def __init__(self, state_fn: Callable[[], dict[str, Any]], files: RunFiles | None, *, enabled: bool = True) -> None:
+        self.state_fn = state_fn
+        self.files = files
+        self.enabled = bool(enabled) and files is not None
+
+    def path(self, kind: str) -> Path | None:
+        """Path of the checkpoint ``kind`` (``"last"``/``"best"``), or ``None`` without a run folder.
+
+        Raises:
+            ValueError: If ``kind`` is not a known checkpoint kind.
+        """
+        return self.files.checkpoint(kind) if self.files is not None else None
+
+    def save(self, kind: str = "last") -> Path | None:
+        """Write the current state as checkpoint ``kind`` atomically (see :func:`save_checkpoint`).
+
+        Args:
+            kind: ``"last"`` or ``"best"``.
+
+        Returns:
+            The written path, or ``None`` when this process does not write.
+        """
+        if not self.enabled:
+            return None
+        return save_checkpoint(self.state_fn(), self.files.checkpoint(kind))

@@ -317,6 +317,24 @@ class TrainConfig:
             raise TypeError(f"unknown TrainConfig field(s): {', '.join(unknown)}")
         return cls(**data)
 
+    RESUME_KEYS = (
+        "image_size", "unet_base_channels", "unet_channel_mults", "unet_num_res_blocks",
+        "unet_attn_resolutions", "unet_norm_groups", "gen_base_channels", "spade_hidden", "disc_base_channels",
+        "num_timesteps", "beta_schedule", "batch_size", "seed",
+    )
+    """Fields a resumed run must share with the run that wrote the checkpoint."""
+
+    def resume_mismatch(self, other: TrainConfig) -> list[str]:
+        """The :attr:`RESUME_KEYS` in which ``other`` differs from this configuration.
+
+        Args:
+            other: The configuration stored in a checkpoint.
+
+        Returns:
+            The differing field names, in :attr:`RESUME_KEYS` order (empty: resumable).
+        """
+        return [k for k in self.RESUME_KEYS if getattr(other, k) != getattr(self, k)]
+
     def replace(self, **changes: Any) -> TrainConfig:
         """A validated copy with some fields changed.
 

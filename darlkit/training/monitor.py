@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["CollapseMonitor", "CollapseStatus"]
 
@@ -135,6 +137,45 @@ class CollapseMonitor:
         reason = self.symptoms(dice, vessel_fraction)
         self.streak = self.streak + 1 if reason else 0
         return CollapseStatus(collapsed=self.streak >= self.patience, streak=self.streak, reason=reason)
+
+    @classmethod
+    def from_config(cls, config: Any) -> CollapseMonitor | None:
+        """The monitor a :class:`~darlkit.training.TrainConfig` asks for (``collapse_*`` fields).
+
+        Args:
+            config: A ``TrainConfig``.
+
+        Returns:
+            The monitor, or ``None`` when ``config.collapse_patience`` is 0.
+        """
+        if not config.collapse_patience:
+            return None
+        return cls(config.collapse_patience, config.collapse_min_dice, config.collapse_min_fraction,
+                   config.collapse_max_fraction)
+
+    def check(self, record: dict[str, Any], *, warn: bool = True) -> CollapseStatus:
+        """Update from a validation record and annotate it.
+
+        Reads ``record["dice_mean"]`` and ``record["vessel_fraction_mean"]`` (missing: NaN, a
+        symptom), sets ``record["collapse_warning"]`` to the symptoms while collapsed (else
+        ``""``), and issues a ``RuntimeWarning`` naming the step when collapsed and ``warn``.
+
+        Args:
+            record: A validation record (``{"step", "dice_mean", "vessel_fraction_mean", ...}``).
+            warn: Issue the warning (``False`` e.g. on DDP ranks other than 0).
+
+        Returns:
+            The :class:`CollapseStatus` after this validation.
+        """
+        status = self.update(record.get("dice_mean", math.nan), record.get("vessel_fraction_mean", math.nan))
+        record["collapse_warning"] = status.reason if status.collapsed else ""
+        if status.collapsed and warn:
+            warnings.warn(
+                f"step {record.get('step')}: the segmentation looks collapsed for {status.streak} validations "
+                f"({status.reason}); see CollapseMonitor and TrainConfig.collapse_*",
+                RuntimeWarning, stacklevel=3,
+            )
+        return status
 
     def reset(self) -> None:
         """Forget the streak (e.g. when a run is restarted from scratch)."""
