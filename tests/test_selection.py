@@ -197,3 +197,14 @@ def test_paper_preset_keeps_the_paper_objective():
     paper, tiny = TrainConfig.preset("paper"), TrainConfig.preset("tiny")
     assert paper.polarity_weight == 0.0 and tiny.polarity_weight == 1.0
     assert torch.isfinite(torch.tensor(tiny.polarity_margin))
+
+
+def test_cli_train_synthetic_writes_a_validation_split(tmp_path, capsys):
+    out = tmp_path / "syn"
+    argv = ["train", "--synthetic", "--synthetic-train", "2", "--synthetic-test", "1", "--steps", "1", "--out", str(out),
+            "--preset", "tiny", "--image-size", "32", "--batch-size", "1", "--no-progress", "--threads", "1"]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["selection_split"] == "val" and "test_dice" in summary
+    val = _pngs(out / "data" / "val" / "images")
+    assert len(val) == 1 and val[0].read_bytes() != _pngs(out / "data" / "test" / "images")[0].read_bytes()

@@ -261,19 +261,21 @@ def run(args: argparse.Namespace) -> int:
     data_root = None
     if args.synthetic:
         from darlkit.synthesis import write_synthetic_xcad
-        from darlkit.training import TrainConfig
+        from darlkit.training import TrainConfig, write_validation_split
 
         size = args.synthetic_size or 2 * (args.image_size or TrainConfig.preset(args.preset or "paper").image_size)
         render = args.synthetic_render_size or max(size, 512)
         if render < size:
             raise CLIError(f"--synthetic-render-size must be >= the image side {size}, got {render}")
         data_root = args.out / "data"
-        synthesise_once(
-            data_root,
-            lambda: write_synthetic_xcad(data_root, n_train=args.synthetic_train, n_test=args.synthetic_test,
-                                         size=render, crop=size, seed=args.seed or 0,
-                                         progress=not args.no_progress, overwrite=True),
-        )
+        def write() -> None:
+            write_synthetic_xcad(data_root, n_train=args.synthetic_train, n_test=args.synthetic_test, size=render,
+                                 crop=size, seed=args.seed or 0, progress=not args.no_progress, overwrite=True)
+            # a validation split of its own seed stream chooses best.pt; test/ is evaluated once
+            write_validation_split(data_root, args.synthetic_test, size=render, crop=size, data_seed=args.seed or 0,
+                                   overwrite=True)
+
+        synthesise_once(data_root, write)
     result = train_from_args(args, data_root=data_root)
     if result["trainer"].is_main:
         summary = {k: result[k] for k in ("step", "best_dice", "best_step", "selection_split", "last_checkpoint",
