@@ -145,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="TrainConfig overrides (an ablation)")
     ap.add_argument("--work", type=Path, default=Path("seed-study"), help="folder for the dataset and the runs")
     ap.add_argument("--json", type=Path, default=None, help="write the report here (and a .md beside it)")
+    ap.add_argument("--notes", type=Path, default=None,
+                    help="a Markdown file appended to the report (e.g. the ablation table)")
     ap.add_argument("--report-only", action="store_true",
                     help="train nothing: report the seeds whose runs in --work are finished (seed_N/seed_row.json)")
     args = ap.parse_args(argv)
@@ -192,11 +194,12 @@ def main(argv: list[str] | None = None) -> int:
         "summary": {"n": len(rows), "n_pass": sum(d >= PASS_DICE for d in dice), "median_test_dice": statistics.median(dice),
                     "min_test_dice": min(dice), "max_test_dice": max(dice)},
     }
-    print(_markdown(report))
+    text = _markdown(report) + ("" if args.notes is None else "\n" + args.notes.read_text())
+    print(text)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
-        args.json.with_suffix(".md").write_text(_markdown(report))
+        args.json.with_suffix(".md").write_text(text)
     return 0
 
 
