@@ -31,18 +31,43 @@ def test_gradient_pushes_bright_vessels_darker():
     assert torch.all(synth.grad > 0)  # gradient descent lowers the intensity
 
 
+def test_vessels_brighter_than_their_synthetic_surroundings_are_penalised():
+    """Darkening the whole image does not satisfy the prior: the reference is also the local
+    non-vessel mean of the synthetic image itself."""
+    bg = torch.zeros(1, 1, 9, 9)
+    mask = -torch.ones(1, 1, 9, 9)
+    mask[..., 4, :] = 1.0
+    synth = torch.full((1, 1, 9, 9), -0.5)
+    synth[..., 4, :] = -0.3  # darker than the background, brighter than its surroundings
+    # reference = min(0, -0.5) = -0.5 on every vessel pixel: relu(-0.3 + 0.5 + 0.05) = 0.25
+    assert float(polarity_loss(synth, bg, mask, margin=0.05)) == pytest.approx(0.25, abs=1e-6)
+    synth[..., 4, :] = -0.6
+    assert float(polarity_loss(synth, bg, mask, margin=0.05)) == 0.0
+    # the surroundings are a detached reference: only vessel pixels get a gradient
+    synth = synth.clone().requires_grad_(True)
+    with torch.no_grad():
+        synth[..., 4, :] = 0.0
+    polarity_loss(synth, bg, mask).backward()
+    assert torch.all(synth.grad[..., 4, :] > 0) and torch.all(synth.grad[mask < 0] == 0)
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 2**31 - 1), st.floats(0.0, 0.5))
-def test_zero_iff_every_vessel_pixel_is_dark_enough(seed, margin):
+def test_zero_when_vessels_are_darker_than_everything_else(seed, margin):
     g = torch.Generator().manual_seed(seed)
     bg = torch.rand(2, 1, 8, 8, generator=g) * 2 - 1
     mask = torch.where(torch.rand(2, 1, 8, 8, generator=g) > 0.5, 1.0, -1.0)
-    dark = bg - margin - torch.rand(2, 1, 8, 8, generator=g) * 0.1
-    assert float(polarity_loss(dark, bg, mask, margin)) == 0.0
-    loss = polarity_loss(bg + 0.2, bg, mask, margin)
     vessel = mask > 0
-    expected = 0.0 if not vessel.any() else 0.2 + margin
-    assert float(loss) == pytest.approx(expected, abs=1e-5)
+    others = torch.rand(2, 1, 8, 8, generator=g) * 2 - 1
+    floor = torch.minimum(bg.min(), others.min())
+    synth = torch.where(vessel, floor - margin - torch.rand(2, 1, 8, 8, generator=g) * 0.1, others)
+    assert float(polarity_loss(synth, bg, mask, margin)) == 0.0
+    # brightening the whole background costs at least the brightening (plus the margin)
+    loss = float(polarity_loss(bg + 0.2, bg, mask, margin))
+    if vessel.any():
+        assert loss >= 0.2 + margin - 1e-5
+    else:
+        assert loss == 0.0
 
 
 @pytest.mark.parametrize(
@@ -52,6 +77,8 @@ def test_zero_iff_every_vessel_pixel_is_dark_enough(seed, margin):
         ({"margin": float("nan")}, ValueError, "margin"),
         ({"mask": torch.ones(1, 1, 3, 3)}, ValueError, "one shape"),
         ({"synth": torch.ones(1, 1, 2, 2, dtype=torch.int64)}, TypeError, "synth"),
+        ({"window": 4}, ValueError, "window"),
+        ({"window": 0}, ValueError, "window"),
     ],
 )
 def test_bad_inputs(kwargs, exc, match):
