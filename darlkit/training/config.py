@@ -228,10 +228,11 @@ class TrainConfig:
         paper; with 0.2 the segmentation collapsed to empty masks within a few hundred steps) and
         ``t_b`` is drawn below 300 (all 2000 steps in the paper) so the B path sees less noise
         early on. One term is added: the polarity prior (``polarity_weight=1``, margin 0.05;
-        ``darlkit.losses.polarity_loss``), which asks the synthesis path to draw vessels darker
-        than their background; without it some training seeds (0 of 0..3, for one) settle on
-        bright or relief-like synthetic vessels and the segmentation stays empty (validation Dice
-        0.01-0.06 through 1200 steps; with it seed 0 reaches test Dice 0.60 at step 300). The
+        ``darlkit.losses.polarity_loss``), which asks the synthesis path to draw every vessel
+        pixel darker than both its background and the synthetic image's own surroundings;
+        without it some training seeds settle on bright or relief-like synthetic vessels and the
+        segmentation stays empty (seed 0: validation Dice 0.01-0.06 through 1200 steps; see
+        ``benchmarks/results/seeds_*.md`` for the seed study). The
         preset expects XCAD-sized vessels in its crops: images rendered at 512 and
         cut to 128x128 windows (``write_synthetic_xcad(..., size=512, crop=128)``), or real
         256x256 crops with ``image_size=256``. Every loss term (L_diff,

@@ -40,7 +40,8 @@ class DARLStep:
        is minimised by ``optimizer_g`` (default: the paper's Adam) over the U-Net and generator;
        the discriminators do not receive gradients (``requires_grad`` off) and are not stepped.
        With ``config.polarity_weight > 0`` the term ``polarity_weight * polarity_loss(x̂^a,
-       x^b, s^f)`` (synthetic vessels darker than their background; not in the paper) is added.
+       x^b, s^f)`` (synthetic vessels darker than their background and their surroundings; not
+       in the paper) is added.
     2. Discriminator step. Fakes go through 50-image history pools; each discriminator gets
        ``0.5 * (mse(D(real), 1) + mse(D(fake), 0))`` with real = fractal mask, fake = ŝ for D_s
        and real = angiogram, fake = x̂^a for D_a; ``optimizer_d`` (default: one Adam) steps both.
