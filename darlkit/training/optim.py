@@ -9,7 +9,7 @@ paper's Adam. A scheduler argument is a factory ``optimizer -> LRScheduler`` or 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Union
+from typing import Any, Union
 
 import torch
 from torch import nn
@@ -83,7 +83,7 @@ def build_optimizer(
     return opt
 
 
-def build_scheduler(spec: SchedulerSpec, optimizer: torch.optim.Optimizer, *, name: str):
+def build_scheduler(spec: SchedulerSpec, optimizer: torch.optim.Optimizer, *, name: str) -> Any:
     """Turn a scheduler argument into an LR scheduler of ``optimizer`` (or ``None``).
 
     Args:
@@ -92,7 +92,7 @@ def build_scheduler(spec: SchedulerSpec, optimizer: torch.optim.Optimizer, *, na
         name: Argument name for error messages (e.g. ``"scheduler_g"``).
 
     Returns:
-        The scheduler, or ``None``.
+        The scheduler (an object with ``step``, ``state_dict`` and ``load_state_dict``), or ``None``.
 
     Raises:
         TypeError: If ``spec`` is not callable or returns something without ``step`` and
