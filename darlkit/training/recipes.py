@@ -38,6 +38,7 @@ VAL_FOLDERS: tuple[str, str] = ("val/images", "val/masks")
 """Folders of the validation split, relative to the dataset root (same layout as ``test/``)."""
 
 _VAL_STREAM = 0x7A1  # spawn key of the validation seed stream under the data seed
+_SPLIT_NAMES = {"val": "validation", "test": "test", "none": "no"}
 
 
 def validation_seed(data_seed: int) -> int:
@@ -296,8 +297,9 @@ def train_on_folder(
     trainer = DARLTrainer(model, d_s, d_a, config, out_dir=out_dir, device=device, progress=progress)
     if trainer.is_main:
         n_params = sum(p.numel() for p in model.parameters())
+        n_sel = 0 if val_set is None else len(val_set)
         log(f"darlkit train: preset {config.preset_name}, {len(train_set)} training items, "
-            f"{0 if val_set is None else len(val_set)} {split} images for selection, {n_params / 1e6:.2f} M parameters, "
+            f"{n_sel} {_SPLIT_NAMES[split]} images for selection, {n_params / 1e6:.2f} M parameters, "
             f"device {trainer.device}, world size {trainer.world_size}")
         log(message)
     result = trainer.fit(train_set, steps=steps, val_data=val_set, resume=resume, time_limit=time_limit)
