@@ -144,7 +144,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"      stopped at step {result['step']} to stay within the {budget:g}-minute budget")
     ckpt = Path(result["best_checkpoint"] or result["last_checkpoint"])
     device = result["trainer"].device
-    chosen = f"step {result['best_step']}, validation Dice {result['best_dice']:.3f}" if result["best_checkpoint"] else "last step"
+    chosen = "last step"
+    if result["best_checkpoint"]:
+        chosen = f"step {result['best_step']}, validation Dice {result['best_dice']:.3f}"
     print(f"[3/4] evaluating {ckpt.name} ({chosen}) once on the synthetic test set")
     metrics = _evaluate_once(ckpt, data_root, run_dir, device=device)
     print("\n".join(f"      {line}" for line in _format_metrics(metrics).splitlines()))

@@ -75,7 +75,8 @@ def polarity_loss(
     """
     for name, x in (("synth", synth), ("background", background), ("mask", mask)):
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-            raise TypeError(f"{name} must be a floating-point torch.Tensor, got {getattr(x, 'dtype', type(x).__name__)}")
+            got = getattr(x, "dtype", type(x).__name__)
+            raise TypeError(f"{name} must be a floating-point torch.Tensor, got {got}")
     if background.shape != synth.shape or mask.shape != synth.shape:
         raise ValueError(
             f"synth, background and mask must have one shape, got {tuple(synth.shape)}, "

@@ -179,7 +179,8 @@ class _PairedFolder(Dataset):
 
         img, mask = read_grayscale_png(self.images[index]), read_grayscale_png(self.masks[index])
         if img.shape != mask.shape:
-            raise ValueError(f"mask {self.masks[index]} is {mask.shape[::-1]} but image {self.images[index]} is {img.shape[::-1]}")
+            raise ValueError(f"mask {self.masks[index]} is {mask.shape[::-1]} but image {self.images[index]} "
+                             f"is {img.shape[::-1]}")
         return {"image": to_unit_range(img)[None], "mask": torch.from_numpy((mask > 127).astype(np.float32))[None],
                 "name": self.images[index].name}
 
@@ -249,8 +250,10 @@ def evaluate_on_split(
         raise ValueError(f"{root / split / 'images'} holds no PNG images to evaluate")
     dataset = _open_split(root, split)
     model, config = load_trained_model(checkpoint, device=device)
-    metrics = evaluate_model(model, dataset, image_size=config.image_size, threshold=config.val_threshold, device=device)
-    return {"checkpoint": str(checkpoint), "data": str(root), "split": split, "n_images": len(dataset), "clean": metrics}
+    metrics = evaluate_model(model, dataset, image_size=config.image_size, threshold=config.val_threshold,
+                             device=device)
+    return {"checkpoint": str(checkpoint), "data": str(root), "split": split, "n_images": len(dataset),
+            "clean": metrics}
 
 
 def train_on_folder(
