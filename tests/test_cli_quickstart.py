@@ -14,7 +14,8 @@ from darlkit.training import load_checkpoint
 
 def test_quickstart_smoke_runs_every_stage(tmp_path, capsys):
     out = tmp_path / "qs"
-    assert main(["quickstart", "--smoke", "--out", str(out), "--no-progress", "--batch-size", "1", "--threads", "1"]) == 0
+    assert main(["quickstart", "--smoke", "--out", str(out), "--no-progress", "--batch-size", "1", "--threads", "1",
+                 "--val-images", "3", "--val-every", "1"]) == 0
     text = capsys.readouterr().out
     for stage in ("[1/4]", "[2/4]", "[3/4]", "[4/4]", "checkpoint :", "figure     :", "masks      :"):
         assert stage in text
@@ -25,6 +26,14 @@ def test_quickstart_smoke_runs_every_stage(tmp_path, capsys):
     assert "64x64 windows of 128x128 renders" in text
     evaluation = json.loads((out / "run" / "evaluation.json").read_text())
     assert evaluation["n_images"] == 2 and 0.0 <= evaluation["clean"]["dice"]["mean"] <= 1.0
+    assert evaluation["split"] == "test" and evaluation["checkpoint"].endswith("best.pt")
+    # best.pt was chosen on the 3 validation images; the 2 test images were evaluated once, at the end
+    assert len(list((out / "data" / "val" / "images").glob("*.png"))) == 3
+    rows = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["n"] for r in rows] == [3, 3]
+    best = load_checkpoint(out / "run" / "best.pt")
+    assert best["best_dice"] == max(r["dice_mean"] for r in rows)
+    assert "(chosen on 3 validation images)" in text and "once on the synthetic test set" in text
     assert f"Dice {evaluation['clean']['dice']['mean']:.3f}" in text
     masks = sorted((out / "masks").glob("*.png"))
     assert [m.name for m in masks] == sorted(p.name for p in (out / "data" / "test" / "images").glob("*.png"))

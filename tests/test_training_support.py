@@ -41,7 +41,8 @@ class RandomTestSet(torch.utils.data.Dataset):
 def micro_config(**overrides) -> TrainConfig:
     """A 32x32 two-level configuration: a training step takes tens of milliseconds."""
     values = dict(
-        alpha=0.2,  # the paper's loss weights and step ranges
+        alpha=0.2,  # the paper's loss weights and step ranges (no polarity prior)
+        polarity_weight=0.0,
         t_b_max=None,
         image_size=32,
         batch_size=2,

@@ -23,7 +23,7 @@ from typing import Any
 
 from darlkit.cli import CLIError, argtypes
 
-__all__ = ["add_parser", "run", "evaluate_checkpoint", "evaluate_dataset", "format_tables"]
+__all__ = ["add_parser", "run", "evaluate_checkpoint", "format_tables"]
 
 _SHOWN = ("iou", "dice", "precision")
 _NAMES = {"iou": "IoU", "dice": "Dice", "precision": "Precision"}
@@ -63,66 +63,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(run=run)
     return p
-
-
-def evaluate_dataset(
-    model: Any,
-    dataset: Any,
-    *,
-    image_size: int,
-    t: int = 0,
-    threshold: float = 0.0,
-    noise_sigma: float = 0.0,
-    seed: int = 0,
-    device: str = "cpu",
-    max_images: int | None = None,
-    use_roi: bool = True,
-    best_threshold: bool = False,
-) -> dict[str, dict[str, float]]:
-    """Every metric of ``darlkit.metrics.ALL_METRICS`` per image, mean and std over images.
-
-    Args:
-        model: A ``DARL`` model in eval mode.
-        dataset: Items ``{"image": (1, H, W) in [-1, 1], "mask": (1, H, W) in {0, 1}}`` and
-            optionally ``"roi"`` (1, H, W) in {0, 1} (as ``XCADDataset(split="test")``).
-        image_size: The model's training crop side (decides polyphase segmentation).
-        t: Diffusion step for the one-step segmentation.
-        threshold: Vessel where the [-1, 1] output is above this.
-        noise_sigma: Gaussian noise sigma on the 0-255 scale (image ``i`` uses the generator
-            seeded with ``seed * 1_000_003 + i``, as ``darlkit.training.evaluate_model``).
-        seed: Seed of the noise.
-        device: Device for the forward passes.
-        max_images: Evaluate at most this many images.
-        use_roi: Compute the metrics inside the items' ``"roi"`` masks when present.
-        best_threshold: Add ``"dice_at_best_threshold"`` (``{mean, std, n, threshold}``).
-
-    Returns:
-        ``{metric: {"mean", "std", "n"}}`` (``SegmentationMetrics.aggregate``).
-    """
-    import torch
-
-    from darlkit.metrics import ALL_METRICS, DiceThresholdSweep, SegmentationMetrics
-    from darlkit.training import add_gaussian_noise, segment_image
-
-    acc = SegmentationMetrics(threshold=threshold, metrics=ALL_METRICS)
-    sweep = DiceThresholdSweep() if best_threshold else None
-    n = len(dataset) if max_images is None else min(len(dataset), max_images)
-    with torch.no_grad():
-        for i in range(n):
-            item = dataset[i]
-            image = item["image"].unsqueeze(0).float()
-            if noise_sigma:
-                image = add_gaussian_noise(image, noise_sigma, torch.Generator().manual_seed(int(seed) * 1_000_003 + i))
-            pred = segment_image(model, image.to(device), image_size=image_size, t=t).cpu()
-            mask = item["mask"].unsqueeze(0).float()
-            roi = item["roi"].unsqueeze(0) if use_roi and "roi" in item else None
-            acc.update(pred, mask, roi)
-            if sweep is not None:
-                sweep.update(pred, mask, roi)
-    result = acc.aggregate()
-    if sweep is not None:
-        result["dice_at_best_threshold"] = sweep.best()
-    return result
 
 
 def evaluate_checkpoint(
@@ -165,7 +105,8 @@ def evaluate_checkpoint(
         when asked); ``"roi"`` is true when the metrics were computed inside ROI masks.
     """
     from darlkit.data import XCADDataset
-    from darlkit.training import load_trained_model
+    from darlkit.metrics import ALL_METRICS
+    from darlkit.training import evaluate_model, load_trained_model
 
     if not data.is_dir():
         raise CLIError(f"--data: dataset folder not found: {data}")
@@ -184,18 +125,18 @@ def evaluate_checkpoint(
         raise CLIError(f"--data {data}: {split}/images holds no images")
     with_roi = use_roi and "roi" in dataset.files
     kw = dict(image_size=config.image_size, t=t, threshold=threshold, seed=seed, device=device,
-              max_images=max_images, use_roi=use_roi)
+              max_images=max_images, use_roi=use_roi, metrics=ALL_METRICS)
     result: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "data": str(data),
         "split": split,
         "roi": with_roi,
         "n_images": len(dataset) if max_images is None else min(len(dataset), max_images),
-        "clean": evaluate_dataset(model, dataset, best_threshold=best_threshold, **kw),
+        "clean": evaluate_model(model, dataset, best_threshold=best_threshold, **kw),
         "noise": {},
     }
     for sigma in noise_sigmas or []:
-        result["noise"][f"{sigma:g}"] = evaluate_dataset(model, dataset, noise_sigma=sigma, **kw)
+        result["noise"][f"{sigma:g}"] = evaluate_model(model, dataset, noise_sigma=sigma, **kw)
     return result
 
 

@@ -284,12 +284,12 @@ def train_from_args(args: argparse.Namespace, *, default_preset: str = "paper", 
         time_limit: Stop training after this many seconds (``DARLTrainer.fit``).
 
     Returns:
-        The dict returned by ``DARLTrainer.fit`` plus ``"config"``.
+        The dict of :func:`darlkit.training.train_on_folder` (``DARLTrainer.fit``'s plus
+        ``"config"``, ``"trainer"``, ``"selection_split"`` and ``"test"``).
     """
     import torch
 
-    from darlkit.data import XCADDataset
-    from darlkit.training import DARLTrainer, build_networks
+    from darlkit.training import train_on_folder
 
     from darlkit.training import check_dataset_files
 
@@ -316,22 +316,11 @@ def train_from_args(args: argparse.Namespace, *, default_preset: str = "paper", 
     check_dataset_files(root)  # the dataset pads small images (small="reflect"): no size rule
     distributed = _init_distributed(device)
     try:
-        train_set = XCADDataset(root, split="train", size=config.image_size, augment=True, seed=config.seed)
-        test_dir = root / "test" / "images"
-        test_set = XCADDataset(root, split="test") if test_dir.is_dir() and any(test_dir.iterdir()) else None
-        model, d_s, d_a = build_networks(config)
-        trainer = DARLTrainer(model, d_s, d_a, config, out_dir=args.out, device=device,
-                              progress=not args.no_progress)
-        if trainer.is_main:
-            n_params = sum(p.numel() for p in model.parameters())
-            log(f"darlkit train: preset {config.preset_name}, {len(train_set)} training items, "
-                f"{0 if test_set is None else len(test_set)} test images, {n_params / 1e6:.2f} M parameters, "
-                f"device {device}, world size {trainer.world_size}")
-        result = trainer.fit(train_set, steps=args.steps, val_data=test_set, resume=resume, time_limit=time_limit,
-                             check_files=False)  # checked above, before the datasets were built
-        result["config"] = config
-        result["trainer"] = trainer
-        return result
+        # best.pt is chosen on DATA/val when it has images, else on DATA/test (said in one line);
+        # with val/, the chosen checkpoint is evaluated once on test/ at the end.
+        return train_on_folder(config, root, args.out, steps=args.steps, device=device,
+                               progress=not args.no_progress, resume=resume, time_limit=time_limit, log=log,
+                               check_files=False)  # checked above, before the datasets were built
     finally:
         if distributed:
             import torch.distributed as dist
@@ -352,22 +341,27 @@ def run(args: argparse.Namespace) -> int:
     data_root = None
     if args.synthetic:
         from darlkit.synthesis import write_synthetic_xcad
-        from darlkit.training import TrainConfig
+        from darlkit.training import TrainConfig, write_validation_split
 
         size = args.synthetic_size or 2 * (args.image_size or TrainConfig.preset(args.preset or "paper").image_size)
         render = args.synthetic_render_size or max(size, 512)
         if render < size:
             raise CLIError(f"--synthetic-render-size must be >= the image side {size}, got {render}")
         data_root = args.out / "data"
-        synthesise_once(
-            data_root,
-            lambda: write_synthetic_xcad(data_root, n_train=args.synthetic_train, n_test=args.synthetic_test,
-                                         size=render, crop=size, seed=args.seed or 0,
-                                         progress=not args.no_progress, overwrite=True),
-        )
+        def write() -> None:
+            write_synthetic_xcad(data_root, n_train=args.synthetic_train, n_test=args.synthetic_test, size=render,
+                                 crop=size, seed=args.seed or 0, progress=not args.no_progress, overwrite=True)
+            # a validation split of its own seed stream chooses best.pt; test/ is evaluated once
+            write_validation_split(data_root, args.synthetic_test, size=render, crop=size, data_seed=args.seed or 0,
+                                   overwrite=True)
+
+        synthesise_once(data_root, write)
     result = train_from_args(args, data_root=data_root)
     if result["trainer"].is_main:
-        summary = {k: result[k] for k in ("step", "best_dice", "best_step", "last_checkpoint", "best_checkpoint", "figure")}
+        summary = {k: result[k] for k in ("step", "best_dice", "best_step", "selection_split", "last_checkpoint",
+                                          "best_checkpoint", "figure")}
+        if result["test"] is not None:
+            summary["test_dice"] = result["test"]["clean"]["dice"]["mean"]
         summary["seconds"] = round(result["seconds"], 1)
         print(json.dumps(summary))
     return 0

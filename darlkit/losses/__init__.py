@@ -5,6 +5,7 @@
   discriminator adversarial terms.
 - ``cycle_loss``: L1 cycle-consistency loss.
 - ``ImagePool``: 50-image history of generated images (checkpointable).
+- ``polarity_loss``: optional prior that synthetic vessels darken their background (not in the paper).
 
 The diffusion loss L_diff is ``GaussianDiffusion.training_loss``.
 """
@@ -17,6 +18,7 @@ from darlkit.losses.adversarial import (
     lsgan_loss,
 )
 from darlkit.losses.image_pool import ImagePool
+from darlkit.losses.polarity import polarity_loss
 
 __all__ = [
     "lsgan_loss",
@@ -25,4 +27,5 @@ __all__ = [
     "lsgan_discriminator_loss",
     "cycle_loss",
     "ImagePool",
+    "polarity_loss",
 ]

@@ -14,7 +14,7 @@ from typing import Iterable
 import torch
 
 from darlkit.metrics.ranking import auc_roc_score, average_precision_score
-from darlkit.metrics.segmentation import METRIC_FUNCTIONS, _scores, confusion_counts
+from darlkit.metrics.segmentation import _scores, confusion_counts
 
 __all__ = ["SegmentationMetrics", "DEFAULT_METRICS", "ALL_METRICS", "RANKING_METRICS", "METRIC_DISPLAY_NAMES"]
 

@@ -39,6 +39,16 @@ from darlkit.training.resume import (
     config_changes,
     resume_config,
 )
+from darlkit.training.monitor import CollapseMonitor, CollapseStatus
+from darlkit.training.recipes import (
+    VAL_FOLDERS,
+    evaluate_on_split,
+    train_on_folder,
+    validation_seed,
+    validation_split,
+    write_quickstart_data,
+    write_validation_split,
+)
 from darlkit.training.run_files import RunFiles
 from darlkit.training.run_folder import RUN_FILES, check_run_folder, clear_run_files, truncate_logs
 from darlkit.training.sampler import StepSampler, collate, step_batches, step_draws
@@ -103,4 +113,13 @@ __all__ = [
     "add_gaussian_noise",
     "read_png",
     "write_png",
+    "CollapseMonitor",
+    "CollapseStatus",
+    "VAL_FOLDERS",
+    "validation_seed",
+    "write_validation_split",
+    "write_quickstart_data",
+    "validation_split",
+    "train_on_folder",
+    "evaluate_on_split",
 ]

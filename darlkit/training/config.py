@@ -75,6 +75,17 @@ class TrainConfig:
         num_workers: DataLoader workers (0: load in the main process).
         max_val_images: Validate on at most this many test images (``None``: all).
         figure_rows: Rows of the validation figure (angiogram | prediction | truth | synthetic).
+        polarity_weight: Weight of the polarity prior on the synthesis path
+            (``darlkit.losses.polarity_loss``: synthetic vessel pixels must be darker than their
+            background; 0, the paper: off). Added to the generator loss.
+        polarity_margin: Darkening the polarity prior asks of a vessel pixel ([-1, 1] units).
+        collapse_patience: Consecutive validations showing a collapse symptom (Dice below
+            ``collapse_min_dice``, or a predicted vessel fraction outside
+            ``[collapse_min_fraction, collapse_max_fraction]``) after which training warns and the
+            metrics record ``collapse_warning`` (see ``CollapseMonitor``; 0: no monitor).
+        collapse_min_dice: Validation Dice below this is "near zero".
+        collapse_min_fraction: Smallest plausible mean predicted vessel fraction.
+        collapse_max_fraction: Largest plausible mean predicted vessel fraction.
     """
 
     preset_name: str = "paper"
@@ -115,6 +126,12 @@ class TrainConfig:
     num_workers: int = 0
     max_val_images: int | None = None
     figure_rows: int = 4
+    polarity_weight: float = 0.0
+    polarity_margin: float = 0.05
+    collapse_patience: int = 3
+    collapse_min_dice: float = 0.05
+    collapse_min_fraction: float = 0.005
+    collapse_max_fraction: float = 0.5
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
@@ -151,7 +168,7 @@ class TrainConfig:
                      "unet_num_res_blocks", "unet_norm_groups", "gen_base_channels", "spade_hidden",
                      "disc_base_channels", "epochs", "figure_rows"):
             pos_int(name)
-        for name in ("pool_size", "val_every", "ckpt_every", "log_every", "num_workers", "seed", "skip_nonfinite"):
+        for name in ("pool_size", "val_every", "ckpt_every", "log_every", "num_workers", "seed", "skip_nonfinite", "collapse_patience"):
             pos_int(name, allow_zero=True)
         pos_int("t_a_max")
         if self.t_a_max > self.num_timesteps:
@@ -166,8 +183,16 @@ class TrainConfig:
                 )
         for name in ("lr", "lr_d"):
             pos_float(name)
-        for name in ("alpha", "beta"):
+        for name in ("alpha", "beta", "polarity_weight", "polarity_margin", "collapse_min_dice",
+                     "collapse_min_fraction", "collapse_max_fraction"):
             pos_float(name, allow_zero=True)
+        if self.collapse_min_dice > 1.0:
+            raise ValueError(f"TrainConfig.collapse_min_dice must be in [0, 1], got {self.collapse_min_dice}")
+        if not self.collapse_min_fraction < self.collapse_max_fraction <= 1.0:
+            raise ValueError(
+                "TrainConfig.collapse_max_fraction must be in (collapse_min_fraction, 1], got "
+                f"{self.collapse_max_fraction} with collapse_min_fraction={self.collapse_min_fraction}"
+            )
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"TrainConfig.betas must be two floats in [0, 1), got {self.betas}")
         if not self.unet_channel_mults:
@@ -212,7 +237,13 @@ class TrainConfig:
         short CPU runs (see the training notes): the adversarial weight alpha is 1.0 (0.2 in the
         paper; with 0.2 the segmentation collapsed to empty masks within a few hundred steps) and
         ``t_b`` is drawn below 300 (all 2000 steps in the paper) so the B path sees less noise
-        early on. The preset expects XCAD-sized vessels in its crops: images rendered at 512 and
+        early on. One term is added: the polarity prior (``polarity_weight=1``, margin 0.05;
+        ``darlkit.losses.polarity_loss``), which asks the synthesis path to draw every vessel
+        pixel darker than both its background and the synthetic image's own surroundings;
+        without it some training seeds settle on bright or relief-like synthetic vessels and the
+        segmentation stays empty (seed 0: validation Dice 0.01-0.06 through 1200 steps; see
+        ``benchmarks/results/seeds_*.md`` for the seed study). The
+        preset expects XCAD-sized vessels in its crops: images rendered at 512 and
         cut to 128x128 windows (``write_synthetic_xcad(..., size=512, crop=128)``), or real
         256x256 crops with ``image_size=256``. Every loss term (L_diff,
         alpha * L_adv, beta * L_cyc; LSGAN discriminators with history pools), the schedule
@@ -250,6 +281,7 @@ class TrainConfig:
                 gen_base_channels=16,
                 spade_hidden=32,
                 disc_base_channels=32,
+                polarity_weight=1.0,
                 val_every=100,
                 ckpt_every=100,
                 log_every=10,

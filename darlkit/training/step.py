@@ -47,6 +47,9 @@ class DARLStep:
        ``L^G = L_diff + alpha * (mse(D_s(ŝ), 1) + mse(D_a(x̂^a), 1)) + beta * L_cyc``
        is minimised by ``optimizer_g`` (default: the paper's Adam) over the U-Net and generator;
        the discriminators do not receive gradients (``requires_grad`` off) and are not stepped.
+       With ``config.polarity_weight > 0`` the term ``polarity_weight * polarity_loss(x̂^a,
+       x^b, s^f)`` (synthetic vessels darker than their background and their surroundings; not
+       in the paper) is added.
     2. Discriminator step. Fakes go through 50-image history pools; each discriminator gets
        ``0.5 * (mse(D(real), 1) + mse(D(fake), 0))`` with real = fractal mask, fake = ŝ for D_s
        and real = angiogram, fake = x̂^a for D_a; ``optimizer_d`` (default: one Adam) steps both.
@@ -183,14 +186,15 @@ class DARLStep:
 
         Returns:
             The loss terms as floats: ``loss_g``, ``loss_diff``, ``loss_adv``, ``loss_cyc``,
-            ``loss_d``, ``loss_ds``, ``loss_da``.
+            ``loss_d``, ``loss_ds``, ``loss_da``, and ``loss_pol`` (the unweighted polarity prior)
+            when ``config.polarity_weight`` is not 0.
 
         Raises:
             ValueError: If a key is missing.
             NonFiniteLoss: If a player's loss is NaN or Inf; raised before that player's
                 optimiser step (see :mod:`~darlkit.training.nonfinite`).
         """
-        from darlkit.losses import lsgan_discriminator_loss, lsgan_generator_loss
+        from darlkit.losses import lsgan_discriminator_loss, lsgan_generator_loss, polarity_loss
 
         cfg = self.config
         try:
@@ -219,6 +223,10 @@ class DARLStep:
         loss_diff = paths.loss_diff.float()
         loss_cyc = paths.loss_cyc.float()
         loss_g = loss_diff + cfg.alpha * loss_adv.float() + cfg.beta * loss_cyc
+        loss_pol = None
+        if cfg.polarity_weight:
+            loss_pol = polarity_loss(paths.synth, background, mask, cfg.polarity_margin)
+            loss_g = loss_g + cfg.polarity_weight * loss_pol
         check_finite_losses("generator", sync=self.distributed, loss_g=loss_g, loss_diff=loss_diff,
                             loss_adv=loss_adv, loss_cyc=loss_cyc)
         self._update(loss_g, self.g_params, self.opt_g, self.scaler_g, self.sched_g)
@@ -242,7 +250,10 @@ class DARLStep:
 
         self.last_synth = synth[0]
         terms = (loss_g, loss_diff, loss_adv, loss_cyc, loss_d, loss_ds, loss_da)
-        return {name: float(value.detach()) for name, value in zip(LOSS_TERMS, terms)}
+        out = {name: float(value.detach()) for name, value in zip(LOSS_TERMS, terms)}
+        if loss_pol is not None:
+            out["loss_pol"] = float(loss_pol.detach())
+        return out
 
     # ------------------------------------------------------------------ resumable state
     def state_dict(self) -> dict[str, Any]:

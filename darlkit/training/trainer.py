@@ -34,6 +34,7 @@ from darlkit.training.distributed import broadcast_flag, default_device, process
 from darlkit.training.figures import save_figure
 from darlkit.training.logs import RunLog
 from darlkit.training.guard import RunGuard
+from darlkit.training.monitor import CollapseMonitor
 from darlkit.training.optim import OptimizerSpec, SchedulerSpec
 from darlkit.training.resume import apply_optimizer_settings, check_resume_changes
 from darlkit.training.run_files import RunFiles
@@ -142,6 +143,8 @@ class DARLTrainer:
         log: The :class:`RunLog` writing ``train_log.jsonl`` and ``metrics.*``.
         validation: The :class:`ValidationHistory` (records, best Dice and step).
         stop_reason: Why the latest ``fit`` stopped early (``None``: it did not).
+        monitor: The :class:`CollapseMonitor` of the validations (``None`` with
+            ``config.collapse_patience=0``); each validation record gets ``collapse_warning``.
 
     Raises:
         TypeError: If an argument has the wrong type.
@@ -197,6 +200,7 @@ class DARLTrainer:
         self.files = RunFiles.in_folder(self.out_dir) if self.out_dir is not None else None
         self.checkpoints = Checkpointer(self.state_dict, self.files, enabled=self.is_main)
         self.log = RunLog(self.files, enabled=self.is_main)
+        self.monitor = CollapseMonitor.from_config(config)
         self.stop_reason: str | None = None
 
     # ------------------------------------------------------------------ helpers
@@ -270,6 +274,8 @@ class DARLTrainer:
     def _validate_and_log(self, val_data: Dataset | DataLoader, start: float) -> dict[str, Any]:
         result = self.validate(val_data)
         record, improved = self.validation.add(self.step, result["metrics"], time.perf_counter() - start)
+        if self.monitor is not None:
+            self.monitor.check(record, warn=self.is_main)  # adds record["collapse_warning"]
         self.log.validation(record)
         if improved:
             self.checkpoints.save("best")
@@ -293,6 +299,7 @@ class DARLTrainer:
             "rng": get_rng_state(),
             "best_dice": float(self.validation.best_dice),
             "best_step": int(self.validation.best_step),
+            "monitor": self.monitor.state_dict() if self.monitor is not None else None,
         }
 
     def load_state_dict(self, state: dict[str, Any], *, strict_config: bool = True) -> None:
@@ -319,6 +326,8 @@ class DARLTrainer:
         self.step = int(state["step"])
         self.validation.best_dice = float(state.get("best_dice", -float("inf")))
         self.validation.best_step = int(state.get("best_step", -1))
+        if self.monitor is not None and state.get("monitor") is not None:
+            self.monitor.load_state_dict(state["monitor"])
 
     def save(self, path: str | os.PathLike[str]) -> Path | None:
         """Write the checkpoint atomically (rank 0 only; other ranks return ``None``).

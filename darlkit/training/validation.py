@@ -50,7 +50,9 @@ def run_validation(
 
     Returns:
         ``{"metrics": {name: {"mean", "std", "n"}}, "examples": [(image, pred, truth), ...]}``
-        with CPU tensors of shape (1, H, W).
+        with CPU tensors of shape (1, H, W). Besides the segmentation metrics,
+        ``metrics["vessel_fraction"]`` is the share of pixels predicted as vessel (per image,
+        in [0, 1]; what :class:`~darlkit.training.CollapseMonitor` watches).
     """
     from darlkit.metrics import SegmentationMetrics
 
@@ -58,6 +60,7 @@ def run_validation(
     model.eval()
     acc = SegmentationMetrics(threshold=threshold)
     examples: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    fractions: list[float] = []
     seen = 0
     for item in _iter_items(val_data):
         if max_images is not None and seen >= max_images:
@@ -70,12 +73,17 @@ def run_validation(
         if roi is not None:  # a field of view (``roi/`` folder): metrics inside it only
             roi = (roi.unsqueeze(0) if roi.dim() == 3 else roi) > 0
         acc.update(pred, target.float(), roi=roi)
+        fractions += (pred > threshold).float().flatten(1).mean(1).tolist()
         for k in range(image.shape[0]):
             if len(examples) < figure_rows:
                 examples.append((image[k].float().cpu(), pred[k], target[k].float()))
         seen += image.shape[0]
     model.train(was_training)
-    return {"metrics": acc.aggregate(), "examples": examples}
+    metrics = acc.aggregate()
+    if fractions:
+        f = torch.tensor(fractions, dtype=torch.float64)
+        metrics["vessel_fraction"] = {"mean": float(f.mean()), "std": float(f.std(unbiased=False)), "n": len(fractions)}
+    return {"metrics": metrics, "examples": examples}
 
 
 class ValidationHistory:

@@ -1,0 +1,289 @@
+"""Training recipes on an XCAD-layout folder: a validation split, validation-selected training, test once.
+
+Honest model selection keeps three roles apart:
+
+- ``train/`` trains the networks (no labels are used);
+- ``val/images`` + ``val/masks`` choose the checkpoint (``best.pt`` is the step with the best
+  validation Dice);
+- ``test/images`` + ``test/masks`` are evaluated once, at the end, with the chosen checkpoint.
+
+:func:`write_validation_split` adds a synthetic ``val/`` split to a synthetic dataset from its own
+seed stream (never the test images); :func:`validation_split` opens ``val/`` when a dataset has
+one and otherwise falls back to ``test/`` (and says so); :func:`train_on_folder` runs a whole
+training job with that selection and evaluates the selected checkpoint on ``test/`` once.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+__all__ = [
+    "VAL_FOLDERS",
+    "validation_seed",
+    "write_quickstart_data",
+    "write_validation_split",
+    "validation_split",
+    "train_on_folder",
+    "evaluate_on_split",
+]
+
+VAL_FOLDERS: tuple[str, str] = ("val/images", "val/masks")
+"""Folders of the validation split, relative to the dataset root (same layout as ``test/``)."""
+
+_VAL_STREAM = 0x7A1  # spawn key of the validation seed stream under the data seed
+_SPLIT_NAMES = {"val": "validation", "test": "test", "none": "no"}
+
+
+def validation_seed(data_seed: int) -> int:
+    """Seed of the synthetic validation split of a dataset written with ``data_seed``.
+
+    Derived through a ``numpy.random.SeedSequence`` keyed by ``(data_seed, 0x7A1)``, so it is a
+    stream of its own: its images are not the training or test images of ``data_seed`` (nor of
+    any other small data seed).
+
+    Args:
+        data_seed: The dataset's seed (non-negative int).
+
+    Returns:
+        A non-negative 63-bit int for ``write_synthetic_xcad(seed=...)``.
+
+    Raises:
+        ValueError: If ``data_seed`` is not a non-negative int.
+    """
+    if isinstance(data_seed, bool) or not isinstance(data_seed, (int, np.integer)) or data_seed < 0:
+        raise ValueError(f"data_seed must be a non-negative int, got {data_seed!r}")
+    state = np.random.SeedSequence([int(data_seed), _VAL_STREAM]).generate_state(1, np.uint64)[0]
+    return int(state) >> 1
+
+
+def write_validation_split(
+    root: str | os.PathLike[str],
+    n: int,
+    *,
+    size: int,
+    crop: int | None = None,
+    data_seed: int = 0,
+    style: str = "tree",
+    overwrite: bool = False,
+    progress: bool = False,
+) -> Path:
+    """Write ``n`` synthetic validation angiograms and masks into ``root/val/{images,masks}``.
+
+    The images are made exactly like ``write_synthetic_xcad``'s test images (same renderer,
+    ``style`` masks, same ``size``/``crop``), but from the seed :func:`validation_seed` of
+    ``data_seed``, so they are disjoint from the test split.
+
+    Args:
+        root: Dataset root (created if missing).
+        n: Number of validation images (>= 1).
+        size: Render side (even, >= 32), as passed to ``write_synthetic_xcad``.
+        crop: Saved window side (``None``: whole images), as for ``write_synthetic_xcad``.
+        data_seed: The dataset's seed (the split's own seed is derived from it).
+        style: Mask style of the vessels (see ``FractalVesselSynthesizer``).
+        overwrite: Replace an existing ``val/`` split; without it an existing one raises.
+        progress: Show a progress bar.
+
+    Returns:
+        The ``root/val`` folder.
+
+    Raises:
+        ValueError: On a bad ``n`` (other arguments are checked by ``write_synthetic_xcad``).
+        FileExistsError: If ``root/val`` exists and ``overwrite`` is False.
+    """
+    from darlkit.synthesis import write_synthetic_xcad
+
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive int (validation images), got {n!r}")
+    root = Path(root)
+    val = root / "val"
+    if val.exists():
+        if not overwrite:
+            raise FileExistsError(f"validation split {val} exists (pass overwrite=True to replace it)")
+        shutil.rmtree(val)
+    tmp = root / ".val-writing"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    write_synthetic_xcad(tmp, n_train=0, n_test=int(n), size=size, crop=crop, seed=validation_seed(data_seed),
+                         test_style=style, progress=progress)
+    os.replace(tmp / "test", val)  # one rename: a half-written split never appears as val/
+    shutil.rmtree(tmp)
+    return val
+
+
+def write_quickstart_data(
+    root: str | os.PathLike[str],
+    *,
+    n_train: int,
+    n_test: int,
+    n_val: int,
+    size: int,
+    render_size: int,
+    data_seed: int = 0,
+    progress: bool = False,
+    workers: int = 0,
+) -> Path:
+    """The quickstart's dataset: training, test and validation splits of XCAD-like angiograms.
+
+    Images are rendered at ``render_size`` (512, as XCAD) and saved as ``size`` windows, so 64x64
+    training crops of 128x128 windows show vessels as wide as the paper's 256x256 crops; the
+    ``trainA`` masks use the curved ``"tree"`` style, unpaired with the angiograms' vessels; the
+    test masks come from another seed stream and the validation split
+    (:func:`write_validation_split`) from a seed of its own.
+
+    Args:
+        root: Dataset root (must be empty or missing).
+        n_train: Images per training folder.
+        n_test: Test images.
+        n_val: Validation images.
+        size: Saved image side.
+        render_size: Render side (>= ``size``).
+        data_seed: Seed of the dataset.
+        progress: Show progress bars.
+        workers: Worker processes of the writer (0: this process).
+
+    Returns:
+        The dataset root.
+    """
+    from darlkit.synthesis import write_synthetic_xcad
+
+    write_synthetic_xcad(root, n_train=n_train, n_test=n_test, size=render_size, crop=size, seed=data_seed,
+                         progress=progress, train_style="tree", workers=workers)
+    write_validation_split(root, n_val, size=render_size, crop=size, data_seed=data_seed)
+    return Path(root)
+
+
+def _has_images(folder: Path) -> bool:
+    from darlkit.data import IMAGE_SUFFIXES
+
+    return folder.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir())
+
+
+def validation_split(root: str | os.PathLike[str]) -> tuple[Dataset | None, str, str]:
+    """The split that chooses the checkpoint: ``val/`` when present, else ``test/``.
+
+    Args:
+        root: XCAD-layout dataset root.
+
+    Returns:
+        ``(dataset, split, message)``: the items ``{"image", "mask", "name"}`` of ``split``
+        (``"val"``, ``"test"``, or ``"none"`` with ``dataset=None`` when neither has images) and
+        a one-line message saying which split selects ``best.pt`` (a warning on the fallback).
+    """
+    from darlkit.data import XCADDataset
+
+    root = Path(root)
+    if _has_images(root / "val" / "images"):
+        ds = XCADDataset(root, split="val")
+        return ds, "val", f"selecting best.pt on the validation split ({len(ds)} images in {root / 'val'})"
+    if _has_images(root / "test" / "images"):
+        ds = XCADDataset(root, split="test")
+        return ds, "test", (f"no validation split ({root / 'val' / 'images'} is missing or empty): selecting best.pt "
+                            f"on the TEST split, so its test numbers are optimistic")
+    return None, "none", f"no val/ or test/ images in {root}: no validation, best.pt is not written"
+
+
+@torch.no_grad()
+def evaluate_on_split(
+    checkpoint: str | os.PathLike[str],
+    root: str | os.PathLike[str],
+    split: str = "test",
+    *,
+    device: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """IoU / Dice / precision / recall of a checkpoint on one split (mean and std over images;
+    inside the split's ``roi/`` masks when it has them).
+
+    Args:
+        checkpoint: ``best.pt`` / ``last.pt`` of a run (evaluated with the run's EMA setting).
+        root: XCAD-layout dataset root.
+        split: ``"test"`` or ``"val"``.
+        device: Device of the forward passes.
+
+    Returns:
+        ``{"checkpoint", "data", "split", "n_images", "clean": {metric: {"mean", "std", "n"}}}``.
+
+    Raises:
+        ValueError: If ``split`` is unknown or has no images.
+    """
+    from darlkit.data import XCADDataset
+    from darlkit.training.inference import evaluate_model, load_trained_model
+
+    if split not in ("test", "val"):
+        raise ValueError(f"split must be 'test' or 'val', got {split!r}")
+    root = Path(root)
+    if not _has_images(root / split / "images"):
+        raise ValueError(f"{root / split / 'images'} holds no images to evaluate")
+    dataset = XCADDataset(root, split=split)
+    model, config = load_trained_model(checkpoint, device=device)
+    metrics = evaluate_model(model, dataset, image_size=config.image_size, threshold=config.val_threshold,
+                             device=device)
+    return {"checkpoint": str(checkpoint), "data": str(root), "split": split, "n_images": len(dataset),
+            "clean": metrics}
+
+
+def train_on_folder(
+    config: Any,
+    root: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    steps: int | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    resume: str | os.PathLike[str] | bool | None = None,
+    time_limit: float | None = None,
+    evaluate_test: bool = True,
+    check_files: bool = True,
+    log: Callable[[str], Any] = print,
+) -> dict[str, Any]:
+    """Train on ``root/train``, choose ``best.pt`` on the validation split, evaluate it on ``test/`` once.
+
+    Args:
+        config: The run's :class:`~darlkit.training.TrainConfig`.
+        root: XCAD-layout dataset root (``train/trainA,B,C``; ``val/`` and/or ``test/``).
+        out_dir: Run folder (checkpoints, metrics, figure).
+        steps: Total training iterations (``None``: ``config.epochs`` epochs).
+        device: Training device (``None``: the trainer's default).
+        progress: Show a progress bar.
+        resume: Checkpoint to continue from, or ``True`` for ``out_dir/last.pt``.
+        time_limit: Stop training after this many seconds (see ``DARLTrainer.fit``).
+        evaluate_test: When the checkpoint was chosen on ``val/`` and ``test/`` has images, evaluate
+            the chosen checkpoint (``best.pt``, else ``last.pt``) on ``test/`` (rank 0 only).
+        check_files: Run the pre-flight check of every file before step 1 (``False`` when the
+            caller has already checked them).
+        log: Printer of the progress lines (rank 0 only).
+
+    Returns:
+        The dict of ``DARLTrainer.fit`` plus ``"config"``, ``"trainer"``, ``"selection_split"``
+        (``"val"``, ``"test"`` or ``"none"``) and ``"test"`` (the :func:`evaluate_on_split` dict,
+        or ``None`` when not evaluated).
+    """
+    from darlkit.data import XCADDataset
+    from darlkit.training.networks import build_networks
+    from darlkit.training.trainer import DARLTrainer
+
+    root = Path(root)
+    train_set = XCADDataset(root, split="train", size=config.image_size, augment=True, seed=config.seed)
+    val_set, split, message = validation_split(root)
+    model, d_s, d_a = build_networks(config)
+    trainer = DARLTrainer(model, d_s, d_a, config, out_dir=out_dir, device=device, progress=progress)
+    if trainer.is_main:
+        n_params = sum(p.numel() for p in model.parameters())
+        n_sel = 0 if val_set is None else len(val_set)
+        log(f"darlkit train: preset {config.preset_name}, {len(train_set)} training items, "
+            f"{n_sel} {_SPLIT_NAMES[split]} images for selection, {n_params / 1e6:.2f} M parameters, "
+            f"device {trainer.device}, world size {trainer.world_size}")
+        log(message)
+    result = trainer.fit(train_set, steps=steps, val_data=val_set, resume=resume, time_limit=time_limit,
+                         check_files=check_files)
+    result.update(config=config, trainer=trainer, selection_split=split, test=None)
+    chosen = result["best_checkpoint"] or result["last_checkpoint"]
+    if evaluate_test and trainer.is_main and split == "val" and chosen and _has_images(root / "test" / "images"):
+        result["test"] = evaluate_on_split(chosen, root, "test", device=trainer.device)
+    return result
