@@ -166,7 +166,7 @@ def test_collapse_warning_is_raised_and_recorded(data, tmp_path):
 def test_evaluate_on_split_checks_its_arguments(data, tmp_path):
     with pytest.raises(ValueError, match="split must be"):
         evaluate_on_split(tmp_path / "x.pt", data, "train")
-    with pytest.raises(ValueError, match="holds no PNG"):
+    with pytest.raises(ValueError, match="holds no images"):
         evaluate_on_split(tmp_path / "x.pt", tmp_path, "val")
 
 
