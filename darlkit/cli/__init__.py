@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 __all__ = ["main", "build_parser", "CLIError"]
 
-COMMANDS: tuple[str, ...] = ("quickstart", "train", "segment", "evaluate", "flops", "synth")
+COMMANDS: tuple[str, ...] = ("quickstart", "prepare", "train", "segment", "evaluate", "flops", "synth")
 """Sub-command modules of :mod:`darlkit.cli`, in the order ``darlkit --help`` lists them."""
 
 
