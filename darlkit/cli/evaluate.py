@@ -51,7 +51,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="also report Dice at the threshold maximising the mean Dice (optimistic; never the default)")
     p.add_argument("--channel", choices=("luma", "green", "red", "blue"), default="luma",
                    help="colour reduction of colour test images (default luma)")
-    p.add_argument("--checkpoint", type=Path, required=True, help="last.pt / best.pt of a training run")
+    p.add_argument("--checkpoint", type=Path, required=True, help="last.pt / best.pt of a training run, or a model folder (DARL.save_pretrained)")
     p.add_argument("--noise-sigma", type=argtypes.non_negative_float, nargs="+", default=None, metavar="SIGMA",
                    help="also evaluate with Gaussian noise of these sigmas (0-255 scale), e.g. 10 25 50")
     p.add_argument("--seed", type=argtypes.non_negative_int, default=0, help="seed of the noise (default 0)")
@@ -172,8 +172,8 @@ def evaluate_checkpoint(
     for sub in (f"{split}/images", f"{split}/masks"):
         if not (data / sub).is_dir():
             raise CLIError(f"--data {data}: missing folder {sub}")
-    if not checkpoint.is_file():
-        raise CLIError(f"--checkpoint: file not found: {checkpoint}")
+    if not (checkpoint.is_file() or checkpoint.is_dir()):
+        raise CLIError(f"--checkpoint: file not found (nor a model folder): {checkpoint}")
     if max_images is not None and max_images < 1:
         raise CLIError(f"--max-images must be a positive integer, got {max_images}")
     model, config = load_trained_model(checkpoint, device=device, use_ema=use_ema)
