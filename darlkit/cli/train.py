@@ -5,9 +5,12 @@ Examples::
     darlkit train --synthetic --preset tiny --steps 600 --out runs/tiny
     darlkit train --data /data/XCAD --preset paper --out runs/paper
     darlkit train --data /data/XCAD --out runs/paper --resume          # continue runs/paper/last.pt
+    darlkit train --data prepared/ --preset small --budget-min 30 --out runs/small
     torchrun --nproc_per_node 2 -m darlkit train --data /data/XCAD --out runs/ddp
 
-Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is initialised with ``nccl`` on CUDA
+Validation (and so ``best.pt``) uses ``DATA/val`` when it holds images, else ``DATA/test``.
+``--budget-min M`` stops the loop 30 s (at most half of M) before M minutes have passed, so the
+final validation and save fit in the budget on small validation sets. Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is initialised with ``nccl`` on CUDA
 and ``gloo`` on the CPU; only rank 0 prints and writes files.
 """
 
@@ -83,6 +86,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--synthetic-render-size", type=argtypes.positive_int, default=None,
                    help="render synthetic images at this side and keep a --synthetic-size window, so vessels "
                         "keep XCAD's width in pixels (default: 512, or the image side if larger)")
+    p.add_argument("--budget-min", type=argtypes.positive_float, default=None, metavar="M",
+                   help="stop training after M minutes of this run, then validate and save (best.pt stays "
+                        "the best validated checkpoint)")
     add_training_arguments(p)
     p.set_defaults(run=run)
     return p
@@ -232,8 +238,9 @@ def train_from_args(args: argparse.Namespace, *, default_preset: str = "paper", 
     distributed = _init_distributed(device)
     try:
         train_set = XCADDataset(root, split="train", size=config.image_size, augment=True, seed=config.seed)
-        test_dir = root / "test" / "images"
-        test_set = XCADDataset(root, split="test") if test_dir.is_dir() and any(test_dir.iterdir()) else None
+        # validate on val/ (labelled validation images) when present, else on test/
+        val_split = next((s for s in ("val", "test") if (root / s / "images").is_dir() and any((root / s / "images").iterdir())), None)
+        test_set = XCADDataset(root, split=val_split) if val_split is not None else None
         resume = args.resume
         if resume not in (None, True):
             resume = Path(resume)
@@ -247,7 +254,7 @@ def train_from_args(args: argparse.Namespace, *, default_preset: str = "paper", 
         if trainer.is_main:
             n_params = sum(p.numel() for p in model.parameters())
             log(f"darlkit train: preset {config.preset_name}, {len(train_set)} training items, "
-                f"{0 if test_set is None else len(test_set)} test images, {n_params / 1e6:.2f} M parameters, "
+                f"{0 if test_set is None else len(test_set)} {val_split or 'validation'} images, {n_params / 1e6:.2f} M parameters, "
                 f"device {device}, world size {trainer.world_size}")
         result = trainer.fit(train_set, steps=args.steps, val_data=test_set, resume=resume, time_limit=time_limit)
         result["config"] = config
@@ -285,7 +292,10 @@ def run(args: argparse.Namespace) -> int:
                                          size=render, crop=size, seed=args.seed or 0,
                                          progress=not args.no_progress, overwrite=True),
         )
-    result = train_from_args(args, data_root=data_root)
+    budget = getattr(args, "budget_min", None)
+    # the loop stops 30 s early (at most half the budget) so the final validation and save fit in M minutes
+    time_limit = None if budget is None else budget * 60.0 - min(30.0, budget * 30.0)
+    result = train_from_args(args, data_root=data_root, time_limit=time_limit)
     if result["trainer"].is_main:
         summary = {k: result[k] for k in ("step", "best_dice", "best_step", "last_checkpoint", "best_checkpoint", "figure")}
         summary["seconds"] = round(result["seconds"], 1)

@@ -34,12 +34,15 @@ def run_validation(
 ) -> dict[str, Any]:
     """Segment the items of ``val_data`` and compute IoU / Dice / precision (mean, std over images).
 
+    Items with an ``"roi"`` are scored inside it (``XCADDataset`` test/val splits with ``roi/``).
+
     The model is put in eval mode for the pass and restored to its previous mode afterwards.
 
     Args:
         model: The model to evaluate (e.g. ``DARL`` or its EMA copy).
         val_data: Items ``{"image": (1, H, W) in [-1, 1], "mask": (1, H, W) in {0, 1}, ...}``
-            (a Dataset, or a DataLoader whose batches are such dicts with a batch dim).
+            (a Dataset, or a DataLoader whose batches are such dicts with a batch dim); items
+            with ``"roi"`` (1, H, W) in {0, 1} are scored inside that field of view only.
         segment: ``segment(model, image)``: (N, 1, H, W) in [-1, 1] -> vessel maps of the same
             shape in [-1, 1].
         to_device: Moves an image batch to the evaluation device.
@@ -65,7 +68,8 @@ def run_validation(
         target = item["mask"]
         target = target.unsqueeze(0) if target.dim() == 3 else target
         pred = segment(model, image).cpu()
-        acc.update(pred, target.float())
+        roi = item.get("roi")
+        acc.update(pred, target.float(), None if roi is None else (roi.unsqueeze(0) if roi.dim() == 3 else roi))
         for k in range(image.shape[0]):
             if len(examples) < figure_rows:
                 examples.append((image[k].float().cpu(), pred[k], target[k].float()))
