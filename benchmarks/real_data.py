@@ -148,6 +148,7 @@ def to_markdown(r: dict) -> str:
     """The results file's text: provenance, then one table row per method."""
     lines = [
         f"# DARL vs Frangi on CHASE_DB1 ({r['date']})", "",
+        *([f"**{r['note']}**", ""] if r.get("note") else []),
         f"- command: `{r['command']}`", f"- seed: {r['seed']}", f"- machine: {r['machine']}",
         f"- torch {r['torch']}, {r['threads']} thread(s), commit {r['commit']}",
         f"- split: train {len(TRAIN)} images (no labels), val {', '.join(VAL)} (_1stHO), test {TEST[0]} .. {TEST[-1]} (_1stHO)",
@@ -174,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=None, help="also stop training after this many steps (smoke runs)")
     p.add_argument("--skip-train", action="store_true", help="run prepare and the Frangi baselines only")
     p.add_argument("--work", type=Path, default=None, help="folder for the prepared data and the run (default: a temp dir)")
+    p.add_argument("--note", default=None, help="a remark stored in the results (e.g. 'smoke run, not a result')")
     p.add_argument("--json", type=Path, default=None, metavar="F",
                    help="results JSON (default benchmarks/results/real_chase_<date>_<tag>.json); the .md goes beside it")
     args = p.parse_args(argv)
@@ -209,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         command=shlex.join([Path(sys.executable).name, *sys.argv]) if argv is None else shlex.join(["real_data.py", *argv]),
         seed=args.seed, budget_min=None if args.skip_train else args.budget_min, date=date.isoformat(timespec="seconds"),
         machine=f"{device_name('cpu')} ({os.cpu_count()} CPUs, {platform.system()})", torch=torch.__version__,
-        threads=torch.get_num_threads(), commit=commit or "unknown", val_stats=stats, commands=commands,
+        threads=torch.get_num_threads(), commit=commit or "unknown", val_stats=stats, commands=commands, note=args.note,
     )
     tag = "frangi" if args.skip_train else f"{args.budget_min:g}min_seed{args.seed}"
     path = args.json or REPO / "benchmarks" / "results" / f"real_chase_{date:%Y-%m-%d}_{tag}.json"
