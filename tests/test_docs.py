@@ -34,7 +34,7 @@ def site(tmp_path_factory) -> Path:
 
 def _subpackage_of(name: str) -> str:
     for sub in ("polyphase", "layers", "diffusion", "losses", "metrics", "nets", "model", "flops",
-                "data", "synthesis", "kernels", "training"):
+                "data", "synthesis", "kernels", "training", "baselines"):
         module = importlib.import_module(f"darlkit.{sub}")
         if name in getattr(module, "__all__", ()):
             return sub
