@@ -25,6 +25,7 @@ Usage::
 
     python benchmarks/real_data.py --data ../shared/data/chase_db1 --skip-train
     OMP_NUM_THREADS=1 python benchmarks/real_data.py --data ../shared/data/chase_db1 --budget-min 30 --seed 0
+    python benchmarks/real_data.py --combine benchmarks/results/real_chase_*min_seed*.json --json T  # one table
 
 Writes ``benchmarks/results/real_chase_<date>_<tag>.json`` and ``.md`` (or ``--json F`` and
 ``F`` with ``.md``) holding the command line, seed, date, machine and every number.
@@ -167,9 +168,28 @@ def to_markdown(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def combine(files: list[Path]) -> str:
+    """One table (a row per run and method) from several results JSON files of this script."""
+    lines = ["# DARL vs Frangi on CHASE_DB1: combined runs", "",
+             f"| Run | Method | {' | '.join(NAMES[m] for m in SHOWN)} |", "| --- | --- |" + " --- |" * len(SHOWN)]
+    dice: dict[float, list[float]] = {}
+    for f in files:
+        r = json.loads(f.read_text())
+        run = f"seed {r['seed']}, {r['date'][:16]}, `{f.name}`"
+        if r.get("darl"):
+            lines.append(f"| {run} | DARL small {r['budget_min']:g} min | {_cells(r['darl']['test'])} |")
+            dice.setdefault(r["budget_min"], []).append(r["darl"]["test"]["dice"]["mean"])
+        best = max(("otsu", "fraction"), key=lambda k: r["frangi"][k]["test"]["dice"]["mean"])
+        lines.append(f"| {run} | best Frangi ({best}) | {_cells(r['frangi'][best]['test'])} |")
+    for budget, values in sorted(dice.items()):
+        lines.append(f"\nDARL {budget:g} min over {len(values)} seed(s): mean test Dice {np.mean(values):.3f}, "
+                     f"spread (max - min) {max(values) - min(values):.3f}")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", type=Path, required=True, help="CHASE_DB1 folder (Image_NN{L,R}.jpg + _1stHO.png)")
+    p.add_argument("--data", type=Path, default=None, help="CHASE_DB1 folder (Image_NN{L,R}.jpg + _1stHO.png); required")
     p.add_argument("--budget-min", type=float, default=30.0, help="training budget in minutes (default 30)")
     p.add_argument("--seed", type=int, default=0, help="training and prepare seed")
     p.add_argument("--steps", type=int, default=None, help="also stop training after this many steps (smoke runs)")
@@ -178,7 +198,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--note", default=None, help="a remark stored in the results (e.g. 'smoke run, not a result')")
     p.add_argument("--json", type=Path, default=None, metavar="F",
                    help="results JSON (default benchmarks/results/real_chase_<date>_<tag>.json); the .md goes beside it")
+    p.add_argument("--combine", type=Path, nargs="+", default=None, metavar="JSON",
+                   help="only merge results files of earlier runs into one table (printed; --json F writes F.md)")
     args = p.parse_args(argv)
+    if args.combine:
+        text = combine(args.combine)
+        if args.json:
+            args.json.with_suffix(".md").write_text(text)
+        print(text)
+        return 0
+    if args.data is None:
+        raise SystemExit("real_data.py: --data is required (unless --combine)")
     if not args.data.is_dir():
         raise SystemExit(f"real_data.py: --data: folder not found: {args.data}")
     if not args.budget_min > 0:

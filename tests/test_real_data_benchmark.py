@@ -123,3 +123,18 @@ def test_budget_min_must_be_positive(value, capsys):
         main(["train", "--data", ".", "--budget-min", value])
     assert exc.value.code == 2
     assert "--budget-min" in capsys.readouterr().err
+
+
+def test_combine_reports_seed_spread(tmp_path):
+    def metrics(d):
+        return {m: {"mean": d, "std": 0.01, "n": 8} for m in bench.SHOWN}
+
+    files = []
+    for seed, d in ((0, 0.60), (1, 0.66), (2, 0.63)):
+        r = {"seed": seed, "date": "2026-12-01T22:00:00+00:00", "budget_min": 30.0, "darl": {"test": metrics(d)},
+             "frangi": {"otsu": {"test": metrics(0.3)}, "fraction": {"test": metrics(0.55)}}}
+        files.append(tmp_path / f"r{seed}.json")
+        files[-1].write_text(json.dumps(r))
+    text = bench.combine(files)
+    assert "mean test Dice 0.630, spread (max - min) 0.060" in text
+    assert text.count("best Frangi (fraction)") == 3 and "0.550 ± 0.010" in text

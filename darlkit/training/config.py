@@ -299,13 +299,6 @@ class TrainConfig:
         """
         if not isinstance(data, dict):
             raise TypeError(f"config must be a dict, got {type(data).__name__}")
-        elif name == "small":
-            values.update(
-                image_size=128, batch_size=2, lr=2e-4, lr_d=2e-4, alpha=1.0, t_b_max=300, pool_size=16,
-                unet_base_channels=24, unet_channel_mults=(1, 2, 2, 4), unet_num_res_blocks=1,
-                unet_attn_resolutions=(16,), unet_norm_groups=8, backend="eager", gen_base_channels=32,
-                spade_hidden=64, disc_base_channels=32, val_every=100, ckpt_every=100, log_every=10, epochs=1000,
-            )
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
