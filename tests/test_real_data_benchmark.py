@@ -138,3 +138,19 @@ def test_combine_reports_seed_spread(tmp_path):
     text = bench.combine(files)
     assert "mean test Dice 0.630, spread (max - min) 0.060" in text
     assert text.count("best Frangi (fraction)") == 3 and "0.550 ± 0.010" in text
+
+
+def test_small_preset_sits_between_tiny_and_paper():
+    from darlkit.training import PRESETS, TrainConfig, build_networks
+
+    assert "small" in PRESETS
+    sizes = {}
+    for name in ("tiny", "small", "paper"):
+        cfg = TrainConfig.preset(name)
+        assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+        sizes[name] = (cfg.image_size, sum(p.numel() for p in build_networks(cfg)[0].parameters()))
+    assert sizes["tiny"][0] < sizes["small"][0] < sizes["paper"][0]
+    assert sizes["tiny"][1] < sizes["small"][1] < sizes["paper"][1]
+    small = TrainConfig.preset("small")
+    assert (small.alpha, small.beta, small.t_a_max, small.num_timesteps) == (1.0, 5.0, 200, 2000)
+    assert TrainConfig.preset("small", image_size=256).image_size == 256
