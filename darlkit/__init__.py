@@ -4,13 +4,15 @@ The package follows the method from the bottom up::
 
     layers -> diffusion -> nets -> model -> training
 
-with ``data``, ``synthesis``, ``preparation``, ``metrics``, ``losses``, ``kernels`` and ``flops`` each in
-their own subpackage. Every public symbol of the subpackages is re-exported here, so
+with ``data``, ``synthesis``, ``preparation``, ``metrics``, ``losses``, ``kernels``, ``flops`` and
+``baselines`` (classical filters to compare with) each in their own subpackage. Every public
+symbol of the subpackages is re-exported here, so
 ``from darlkit import SwitchableSPADE, GaussianDiffusion, DARL`` works.
 """
 
 from darlkit._version import __version__
 from darlkit import polyphase, layers, diffusion, losses, metrics, nets, model, flops, data, synthesis, preparation, kernels, training
+from darlkit import baselines
 from darlkit.polyphase import *  # noqa: F401,F403
 from darlkit.layers import *  # noqa: F401,F403
 from darlkit.diffusion import *  # noqa: F401,F403
@@ -24,6 +26,7 @@ from darlkit.synthesis import *  # noqa: F401,F403
 from darlkit.preparation import *  # noqa: F401,F403
 from darlkit.kernels import *  # noqa: F401,F403
 from darlkit.training import *  # noqa: F401,F403
+from darlkit.baselines import *  # noqa: F401,F403
 
 __all__ = [
     "__version__",
@@ -40,4 +43,5 @@ __all__ = [
     *preparation.__all__,
     *kernels.__all__,
     *training.__all__,
+    *baselines.__all__,
 ]

@@ -43,7 +43,7 @@ MAX_LINES = 450
 
 RANKS = {
     "_validation": 0, "_platform": 0, "_version": 0,
-    "polyphase": 1, "kernels": 1, "metrics": 1, "losses": 1,
+    "polyphase": 1, "kernels": 1, "metrics": 1, "losses": 1, "baselines": 1,
     "data": 2,
     "synthesis": 3, "layers": 3,
     "diffusion": 4, "preparation": 4,

@@ -33,7 +33,7 @@ def site(tmp_path_factory) -> Path:
 
 def _subpackage_of(name: str) -> str:
     for sub in ("polyphase", "layers", "diffusion", "losses", "metrics", "nets", "model", "flops",
-                "data", "synthesis", "preparation", "kernels", "training"):
+                "data", "synthesis", "preparation", "kernels", "training", "baselines"):
         module = importlib.import_module(f"darlkit.{sub}")
         if name in getattr(module, "__all__", ()):
             return sub

@@ -34,6 +34,8 @@ def run_validation(
 ) -> dict[str, Any]:
     """Segment the items of ``val_data`` and compute IoU / Dice / precision (mean, std over images).
 
+    Items with an ``"roi"`` are scored inside it (``XCADDataset`` test/val splits with ``roi/``).
+
     The model is put in eval mode for the pass and restored to its previous mode afterwards.
 
     Args:
