@@ -9,7 +9,7 @@ over the 8 test images: Dice, IoU, precision and AUC-ROC.
 Steps:
 
 1. the synthetic masks' widest-vessel width and vessel fraction are measured on the two
-   validation labels only (``darlkit.data.vessel_width`` / ``vessel_fraction``) and passed to
+   validation labels only (``darlkit.preparation.vessel_width`` / ``vessel_fraction``) and passed to
    ``darlkit prepare OUT --images ... --val-images ... --val-masks ... --test-images ...
    --test-masks ... --roi-masks auto --channel green --backgrounds auto --masks synth``
    (prepare's own default would measure them on the test labels too);
@@ -51,7 +51,8 @@ import torch.nn.functional as F
 
 from darlkit._platform import device_name
 from darlkit.baselines import fraction_threshold, frangi_vesselness, otsu_threshold
-from darlkit.data import XCADDataset, field_of_view, read_image, read_mask, vessel_fraction, vessel_width
+from darlkit.data import XCADDataset, field_of_view, read_image, read_mask
+from darlkit.preparation import vessel_fraction, vessel_width
 from darlkit.metrics import ALL_METRICS, SegmentationMetrics
 
 REPO = Path(__file__).resolve().parents[1]

@@ -111,7 +111,7 @@ def test_train_budget_min_stops_early(fake_chase, tmp_path):
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert 1 <= summary["step"] < 100 and summary["seconds"] < 30
-    assert "2 val images" in done.stdout  # validated on val/, not test/
+    assert "2 validation images for selection" in done.stdout  # validated on val/, not test/
     assert Path(summary["best_checkpoint"]).is_file()
 
 
