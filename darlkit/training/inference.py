@@ -12,7 +12,7 @@ from torch import nn
 from darlkit.training.checkpoint import load_checkpoint
 from darlkit.training.config import TrainConfig
 from darlkit.training.networks import build_networks
-from darlkit.training.trainer import segment_image
+from darlkit.model.inference import segment_image
 
 __all__ = [
     "load_trained_model",
