@@ -63,3 +63,61 @@ def test_gaussian_noise_scale_and_seed():
     assert float(add_gaussian_noise(torch.ones(1, 1, 8, 8), 50.0, torch.Generator().manual_seed(1)).max()) <= 1.0
     with pytest.raises(ValueError, match="sigma"):
         add_gaussian_noise(x, -1.0, torch.Generator())
+
+
+def _with_roi_and_val(data, tmp_path):
+    """A copy of ``data`` whose test split has roi/ masks (left half of each image) and a val/ split."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "roi-data"
+    shutil.copytree(data, root)
+    (root / "test" / "roi").mkdir()
+    for img in sorted((root / "test" / "images").iterdir()):
+        w, h = Image.open(img).size
+        fov = np.zeros((h, w), np.uint8)
+        fov[:, : w // 2] = 255
+        Image.fromarray(fov).save(root / "test" / "roi" / img.name)
+    shutil.copytree(root / "test", root / "val")
+    shutil.rmtree(root / "val" / "roi")
+    return root
+
+
+def test_evaluate_inside_roi_new_metrics_best_threshold_and_val(run, tmp_path, capsys):
+    data, ckpt = run
+    root = _with_roi_and_val(data, tmp_path)
+    assert main(["evaluate", "--data", str(root), "--checkpoint", str(ckpt), "--json", "--best-threshold"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["roi"] is True and result["split"] == "test"
+    model, _ = load_trained_model(ckpt)
+    test = XCADDataset(root, "test")
+    from darlkit.metrics import ALL_METRICS, DiceThresholdSweep
+
+    inside, whole, sweep = SegmentationMetrics(metrics=ALL_METRICS), SegmentationMetrics(), DiceThresholdSweep()
+    for i in range(len(test)):
+        with torch.no_grad():
+            pred = model.segment(test[i]["image"][None], polyphase=True)
+        inside.update(pred, test[i]["mask"][None], test[i]["roi"][None])
+        whole.update(pred, test[i]["mask"][None])
+        sweep.update(pred, test[i]["mask"][None], test[i]["roi"][None])
+    want = inside.aggregate()
+    for name in ALL_METRICS:  # today's keys (mean/std/n) for every metric, the ROI applied
+        for stat in ("mean", "std", "n"):
+            assert result["clean"][name][stat] == pytest.approx(want[name][stat], abs=1e-9, nan_ok=True)
+    assert result["clean"]["dice"]["mean"] != pytest.approx(whole.aggregate()["dice"]["mean"], abs=1e-6)
+    best = result["clean"]["dice_at_best_threshold"]
+    assert best == pytest.approx(sweep.best()) and best["mean"] >= result["clean"]["dice"]["mean"] - 1e-12
+    # --no-roi: the whole image; --split val: the val split (no roi/ there)
+    assert main(["evaluate", "--data", str(root), "--checkpoint", str(ckpt), "--json", "--no-roi"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert plain["roi"] is False and "dice_at_best_threshold" not in plain["clean"]
+    assert plain["clean"]["dice"]["mean"] == pytest.approx(whole.aggregate()["dice"]["mean"], abs=1e-9)
+    assert main(["evaluate", "--data", str(root), "--checkpoint", str(ckpt), "--json", "--split", "val"]) == 0
+    val = json.loads(capsys.readouterr().out)
+    assert val["split"] == "val" and val["roi"] is False and val["clean"]["dice"] == plain["clean"]["dice"]
+    assert main(["evaluate", "--data", str(root), "--checkpoint", str(ckpt), "--best-threshold"]) == 0
+    out = capsys.readouterr().out
+    assert "inside the field of view (roi/)" in out and "Also: Recall" in out and "AUC-ROC" in out
+    assert "Dice at the best mean-Dice threshold (chosen on these labels; not the paper's rule)" in out

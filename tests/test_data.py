@@ -163,14 +163,22 @@ def test_test_split_items(xcad_sample):
 
 def test_bad_arguments(xcad_sample, tmp_path):
     with pytest.raises(ValueError, match="split"):
-        XCADDataset(xcad_sample, "val")
+        XCADDataset(xcad_sample, "valid")
+    with pytest.raises(FileNotFoundError, match=r"val/images"):
+        XCADDataset(xcad_sample, "val")  # a valid split, but the sample has no val/ folder
     with pytest.raises(ValueError, match="size"):
         XCADDataset(xcad_sample, size=0)
+    with pytest.raises(ValueError, match="small"):
+        XCADDataset(xcad_sample, small="crop")
     with pytest.raises(FileNotFoundError, match="nowhere"):
         XCADDataset(tmp_path / "nowhere")
-    ds = XCADDataset(xcad_sample, "train", size=128)  # 512 images need size 256
-    with pytest.raises(ValueError, match=r"000_PPA_44_PSA_00_8\.png.*size=128"):
-        ds[0]
+    # 512 images are no longer tied to size=256: size=128 takes 128 windows of the 256 phases ...
+    ds = XCADDataset(xcad_sample, "train", size=128, augment=False)
+    assert ds[0]["angiogram"].shape == (1, 128, 128)
+    # ... and a crop larger than a phase is padded, or refused naming the file with small="error"
+    big = XCADDataset(xcad_sample, "train", size=300, small="error")
+    with pytest.raises(ValueError, match=r"000_PPA_44_PSA_00_8\.png is 512x512.*256x256.*300x300"):
+        big[0]
     with pytest.raises(IndexError):
         ds[2]
 
@@ -182,7 +190,7 @@ def test_missing_and_empty_folders(xcad_sample, tmp_path):
     with pytest.raises(FileNotFoundError, match="trainC"):
         XCADDataset(root, "train")
     (root / "train" / "trainC").mkdir()
-    with pytest.raises(ValueError, match="no PNG files in .*trainC"):
+    with pytest.raises(ValueError, match="no image files in .*trainC"):
         XCADDataset(root, "train")
     (root / "train" / "trainC" / ".DS_Store").write_bytes(b"x")  # hidden entries are ignored ...
     (root / "train" / "trainC" / "notes.txt").write_text("x")  # ... other entries are errors
@@ -231,13 +239,13 @@ def test_test_split_unmatched_and_mismatched(xcad_sample, tmp_path):
     (root / "test" / "masks" / "02208_30.png").unlink()
     with pytest.raises(FileNotFoundError, match="02208_30.png"):
         XCADDataset(root, "test")
-    Image.new("L", (256, 256)).save(root / "test" / "masks" / "02208_30.png")
+    Image.new("L", (256, 256), 255).save(root / "test" / "masks" / "02208_30.png")  # binary, wrong size
     Image.new("L", (512, 512)).save(root / "test" / "masks" / "extra.png")
     with pytest.raises(ValueError, match="extra.png"):
         XCADDataset(root, "test")
     (root / "test" / "masks" / "extra.png").unlink()
     ds = XCADDataset(root, "test")
-    with pytest.raises(ValueError, match="02208_30.png"):
+    with pytest.raises(ValueError, match="02208_30.png is 256x256 but image"):
         ds[1]
 
 

@@ -1,9 +1,17 @@
 """``darlkit evaluate``: Table 1 / Table 2 style metrics of a checkpoint on a test split.
 
-Table 1: IoU, Dice and precision per test image, reported as mean ± std over images.
+Table 1: IoU, Dice and precision per test image, reported as mean ± std over images (recall,
+specificity, AUC-ROC and average precision on the lines below it, and in ``--json``).
 Table 2 (``--noise-sigma 10 25 50``): the same after adding Gaussian noise of that sigma on
 the 0-255 intensity scale to every test image (seeded with ``--seed``; clipped to the
 valid intensity range).
+
+Field of view: when the split has a ``roi/`` folder (``darlkit prepare --roi-masks``), every
+metric is computed inside the ROI masks only (``--no-roi`` ignores them). The decision rule is
+the paper's, vessel where the output > ``--threshold`` (0); ``--best-threshold`` also reports,
+under the separate key ``dice_at_best_threshold``, the Dice at the threshold maximising the mean
+Dice over the test images (chosen on the test labels, so optimistic; see
+``darlkit.metrics.DiceThresholdSweep``).
 """
 
 from __future__ import annotations
@@ -15,10 +23,11 @@ from typing import Any
 
 from darlkit.cli import CLIError, argtypes
 
-__all__ = ["add_parser", "run", "evaluate_checkpoint", "format_tables"]
+__all__ = ["add_parser", "run", "evaluate_checkpoint", "evaluate_dataset", "format_tables"]
 
 _SHOWN = ("iou", "dice", "precision")
 _NAMES = {"iou": "IoU", "dice": "Dice", "precision": "Precision"}
+_MORE = {"recall": "Recall", "specificity": "Specificity", "auc_roc": "AUC-ROC", "average_precision": "AP"}
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -36,6 +45,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Evaluate a checkpoint on DATA/test (images + masks): Table 1 and, with --noise-sigma, Table 2.",
     )
     p.add_argument("--data", type=Path, required=True, help="XCAD-layout folder with test/images and test/masks")
+    p.add_argument("--split", choices=("test", "val"), default="test", help="split to evaluate (default test)")
+    p.add_argument("--no-roi", action="store_true", help="ignore the split's roi/ field-of-view masks")
+    p.add_argument("--best-threshold", action="store_true",
+                   help="also report Dice at the threshold maximising the mean Dice (optimistic; never the default)")
+    p.add_argument("--channel", choices=("luma", "green", "red", "blue"), default="luma",
+                   help="colour reduction of colour test images (default luma)")
     p.add_argument("--checkpoint", type=Path, required=True, help="last.pt / best.pt of a training run")
     p.add_argument("--noise-sigma", type=argtypes.non_negative_float, nargs="+", default=None, metavar="SIGMA",
                    help="also evaluate with Gaussian noise of these sigmas (0-255 scale), e.g. 10 25 50")
@@ -50,6 +65,66 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def evaluate_dataset(
+    model: Any,
+    dataset: Any,
+    *,
+    image_size: int,
+    t: int = 0,
+    threshold: float = 0.0,
+    noise_sigma: float = 0.0,
+    seed: int = 0,
+    device: str = "cpu",
+    max_images: int | None = None,
+    use_roi: bool = True,
+    best_threshold: bool = False,
+) -> dict[str, dict[str, float]]:
+    """Every metric of ``darlkit.metrics.ALL_METRICS`` per image, mean and std over images.
+
+    Args:
+        model: A ``DARL`` model in eval mode.
+        dataset: Items ``{"image": (1, H, W) in [-1, 1], "mask": (1, H, W) in {0, 1}}`` and
+            optionally ``"roi"`` (1, H, W) in {0, 1} (as ``XCADDataset(split="test")``).
+        image_size: The model's training crop side (decides polyphase segmentation).
+        t: Diffusion step for the one-step segmentation.
+        threshold: Vessel where the [-1, 1] output is above this.
+        noise_sigma: Gaussian noise sigma on the 0-255 scale (image ``i`` uses the generator
+            seeded with ``seed * 1_000_003 + i``, as ``darlkit.training.evaluate_model``).
+        seed: Seed of the noise.
+        device: Device for the forward passes.
+        max_images: Evaluate at most this many images.
+        use_roi: Compute the metrics inside the items' ``"roi"`` masks when present.
+        best_threshold: Add ``"dice_at_best_threshold"`` (``{mean, std, n, threshold}``).
+
+    Returns:
+        ``{metric: {"mean", "std", "n"}}`` (``SegmentationMetrics.aggregate``).
+    """
+    import torch
+
+    from darlkit.metrics import ALL_METRICS, DiceThresholdSweep, SegmentationMetrics
+    from darlkit.training import add_gaussian_noise, segment_image
+
+    acc = SegmentationMetrics(threshold=threshold, metrics=ALL_METRICS)
+    sweep = DiceThresholdSweep() if best_threshold else None
+    n = len(dataset) if max_images is None else min(len(dataset), max_images)
+    with torch.no_grad():
+        for i in range(n):
+            item = dataset[i]
+            image = item["image"].unsqueeze(0).float()
+            if noise_sigma:
+                image = add_gaussian_noise(image, noise_sigma, torch.Generator().manual_seed(int(seed) * 1_000_003 + i))
+            pred = segment_image(model, image.to(device), image_size=image_size, t=t).cpu()
+            mask = item["mask"].unsqueeze(0).float()
+            roi = item["roi"].unsqueeze(0) if use_roi and "roi" in item else None
+            acc.update(pred, mask, roi)
+            if sweep is not None:
+                sweep.update(pred, mask, roi)
+    result = acc.aggregate()
+    if sweep is not None:
+        result["dice_at_best_threshold"] = sweep.best()
+    return result
+
+
 def evaluate_checkpoint(
     data: Path,
     checkpoint: Path,
@@ -61,8 +136,12 @@ def evaluate_checkpoint(
     max_images: int | None = None,
     use_ema: bool | None = None,
     device: str = "cpu",
+    split: str = "test",
+    use_roi: bool = True,
+    best_threshold: bool = False,
+    channel: str = "luma",
 ) -> dict[str, Any]:
-    """Evaluate a checkpoint on ``data/test``.
+    """Evaluate a checkpoint on ``data/<split>`` (inside ``data/<split>/roi`` when present).
 
     Args:
         data: XCAD-layout folder.
@@ -74,17 +153,23 @@ def evaluate_checkpoint(
         max_images: Evaluate at most this many images.
         use_ema: Use EMA weights (``None``: the run's default).
         device: Torch device name.
+        split: ``"test"`` or ``"val"``.
+        use_roi: Use the split's ``roi/`` masks when the folder exists.
+        best_threshold: Also report Dice at the best mean-Dice threshold (clean images only).
+        channel: Colour reduction of colour images (``darlkit.data.read_image``).
 
     Returns:
-        ``{"checkpoint", "data", "n_images", "clean": {metric: {mean, std, n}},
-        "noise": {sigma: {metric: {mean, std, n}}}}``.
+        ``{"checkpoint", "data", "split", "roi", "n_images", "clean": {metric: {mean, std, n}},
+        "noise": {sigma: {metric: {mean, std, n}}}}``; metrics are those of
+        ``darlkit.metrics.ALL_METRICS`` (plus ``dice_at_best_threshold`` with ``threshold``
+        when asked); ``"roi"`` is true when the metrics were computed inside ROI masks.
     """
     from darlkit.data import XCADDataset
-    from darlkit.training import evaluate_model, load_trained_model
+    from darlkit.training import load_trained_model
 
     if not data.is_dir():
         raise CLIError(f"--data: dataset folder not found: {data}")
-    for sub in ("test/images", "test/masks"):
+    for sub in (f"{split}/images", f"{split}/masks"):
         if not (data / sub).is_dir():
             raise CLIError(f"--data {data}: missing folder {sub}")
     if not checkpoint.is_file():
@@ -94,19 +179,23 @@ def evaluate_checkpoint(
     model, config = load_trained_model(checkpoint, device=device, use_ema=use_ema)
     if t >= config.num_timesteps:
         raise CLIError(f"--t must be < {config.num_timesteps}, got {t}")
-    dataset = XCADDataset(data, split="test")
+    dataset = XCADDataset(data, split=split, channel=channel)
     if len(dataset) == 0:
-        raise CLIError(f"--data {data}: test/images holds no images")
-    kw = dict(image_size=config.image_size, t=t, threshold=threshold, seed=seed, device=device, max_images=max_images)
+        raise CLIError(f"--data {data}: {split}/images holds no images")
+    with_roi = use_roi and "roi" in dataset.files
+    kw = dict(image_size=config.image_size, t=t, threshold=threshold, seed=seed, device=device,
+              max_images=max_images, use_roi=use_roi)
     result: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "data": str(data),
+        "split": split,
+        "roi": with_roi,
         "n_images": len(dataset) if max_images is None else min(len(dataset), max_images),
-        "clean": evaluate_model(model, dataset, **kw),
+        "clean": evaluate_dataset(model, dataset, best_threshold=best_threshold, **kw),
         "noise": {},
     }
     for sigma in noise_sigmas or []:
-        result["noise"][f"{sigma:g}"] = evaluate_model(model, dataset, noise_sigma=sigma, **kw)
+        result["noise"][f"{sigma:g}"] = evaluate_dataset(model, dataset, noise_sigma=sigma, **kw)
     return result
 
 
@@ -123,14 +212,24 @@ def format_tables(result: dict[str, Any]) -> str:
     def cells(metrics: dict[str, dict[str, float]]) -> str:
         return " | ".join(f"{metrics[m]['mean']:.3f} ± {metrics[m]['std']:.3f}" for m in _SHOWN)
 
+    def more(metrics: dict[str, dict[str, float]]) -> str:
+        return ", ".join(f"{name} {metrics[m]['mean']:.3f} ± {metrics[m]['std']:.3f}" for m, name in _MORE.items() if m in metrics)
+
     head = " | ".join(_NAMES[m] for m in _SHOWN)
+    where = ", inside the field of view (roi/)" if result.get("roi") else ""
     lines = [
-        f"Table 1 (n = {result['n_images']} test images, mean ± std over images)",
+        f"Table 1 (n = {result['n_images']} {result.get('split', 'test')} images, mean ± std over images{where})",
         "",
         f"| Method | {head} |",
         "| --- | --- | --- | --- |",
         f"| DARL ({Path(result['checkpoint']).name}) | {cells(result['clean'])} |",
+        "",
+        f"Also: {more(result['clean'])}",
     ]
+    best = result["clean"].get("dice_at_best_threshold")
+    if best:
+        lines.append(f"Dice at the best mean-Dice threshold (chosen on these labels; not the paper's rule): "
+                     f"{best['mean']:.3f} ± {best['std']:.3f} at threshold {best['threshold']:g}")
     if result["noise"]:
         lines += [
             "",
@@ -157,7 +256,8 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate_checkpoint(
         args.data, args.checkpoint, noise_sigmas=args.noise_sigma, seed=args.seed, t=args.t,
         threshold=args.threshold, max_images=args.max_images, use_ema=True if args.ema else None,
-        device=args.device,
+        device=args.device, split=args.split, use_roi=not args.no_roi, best_threshold=args.best_threshold,
+        channel=args.channel,
     )
     print(json.dumps(result, indent=2) if args.json else format_tables(result))
     return 0

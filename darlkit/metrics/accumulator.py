@@ -13,12 +13,19 @@ from typing import Iterable
 
 import torch
 
+from darlkit.metrics.ranking import auc_roc_score, average_precision_score
 from darlkit.metrics.segmentation import METRIC_FUNCTIONS, _scores, confusion_counts
 
-__all__ = ["SegmentationMetrics", "DEFAULT_METRICS", "METRIC_DISPLAY_NAMES"]
+__all__ = ["SegmentationMetrics", "DEFAULT_METRICS", "ALL_METRICS", "RANKING_METRICS", "METRIC_DISPLAY_NAMES"]
 
 DEFAULT_METRICS: tuple[str, ...] = ("iou", "dice", "precision", "recall", "specificity")
 """Metrics tracked by default, in report order (the paper's Table 1 shows the first three)."""
+
+RANKING_METRICS = {"auc_roc": auc_roc_score, "average_precision": average_precision_score}
+"""Threshold-free metrics (from the continuous scores; ``threshold`` does not apply)."""
+
+ALL_METRICS: tuple[str, ...] = DEFAULT_METRICS + tuple(RANKING_METRICS)
+"""Every metric name ``SegmentationMetrics`` accepts: the thresholded ones, then AUC-ROC and AP."""
 
 METRIC_DISPLAY_NAMES = {
     "iou": "IoU",
@@ -26,6 +33,8 @@ METRIC_DISPLAY_NAMES = {
     "precision": "Precision",
     "recall": "Recall",
     "specificity": "Specificity",
+    "auc_roc": "AUC-ROC",
+    "average_precision": "AP",
 }
 """Metric name -> display name used by ``SegmentationMetrics.format_table``."""
 
@@ -44,9 +53,11 @@ class SegmentationMetrics:
     Args:
         threshold: Decision threshold on the scores (vessel where ``pred > threshold``;
             DARL: 0 on outputs in [-1, 1]).
-        metrics: Names to track, a non-empty subset of ``METRIC_FUNCTIONS`` keys
-            (``"iou"``, ``"dice"``, ``"precision"``, ``"recall"``, ``"specificity"``);
-            the order is the report order.
+        metrics: Names to track, a non-empty subset of ``ALL_METRICS`` (``"iou"``, ``"dice"``,
+            ``"precision"``, ``"recall"``, ``"specificity"``, and the threshold-free
+            ``"auc_roc"``, ``"average_precision"``, which need continuous scores: on bool
+            predictions they see only two tied levels); the order is the report order.
+            AUC-ROC is NaN on an image whose pixels are all one class, AP on one without vessels.
 
     Raises:
         ValueError: On an unknown or repeated metric name.
@@ -59,10 +70,10 @@ class SegmentationMetrics:
             raise TypeError("metrics must be a sequence of metric names, not a single str")
         names = tuple(metrics)
         if not names:
-            raise ValueError(f"metrics must name at least one of {list(METRIC_FUNCTIONS)}")
+            raise ValueError(f"metrics must name at least one of {list(ALL_METRICS)}")
         for name in names:
-            if name not in METRIC_FUNCTIONS:
-                raise ValueError(f"unknown metric {name!r}; expected names from {list(METRIC_FUNCTIONS)}")
+            if name not in ALL_METRICS:
+                raise ValueError(f"unknown metric {name!r}; expected names from {list(ALL_METRICS)}")
         if len(set(names)) != len(names):
             raise ValueError(f"metrics must not repeat a name, got {list(names)}")
         self.threshold = float(threshold)
@@ -80,18 +91,23 @@ class SegmentationMetrics:
         """Drop every accumulated value."""
         self._values = {name: [] for name in self.metrics}
 
-    def update(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    def update(self, pred: torch.Tensor, target: torch.Tensor, roi: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Score a batch and append its per-image values.
 
         Args:
             pred: Scores (N, 1, H, W) or (N, H, W) (vessel where ``pred > threshold``) or bool.
             target: Binary ground truth of the same shape (bool or 0/1 values).
+            roi: Optional binary field-of-view mask of the same shape (bool or 0/1): every
+                metric is computed on the pixels inside it only.
 
         Returns:
             Dict metric name -> float64 tensor (N,) of this batch's values.
         """
-        counts = confusion_counts(pred, target, self.threshold)
-        batch = {name: _scores(name, *counts) for name in self.metrics}
+        counts = confusion_counts(pred, target, self.threshold, roi=roi)
+        batch = {
+            name: RANKING_METRICS[name](pred, target, roi=roi) if name in RANKING_METRICS else _scores(name, *counts)
+            for name in self.metrics
+        }
         for name, values in batch.items():
             self._values[name].extend(values.cpu().tolist())
         return batch
