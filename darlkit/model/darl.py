@@ -184,9 +184,10 @@ class DARL(nn.Module):
 
         At ``t = 0`` the image is used as it is (as the release does). For ``t > 0`` it is
         first noised, ``x_t = q_sample(x, t, noise)`` (paper Fig. 3). An image whose sides are
-        not multiples of ``size_multiple`` (``2 * size_multiple`` with ``polyphase``) is padded
-        at the bottom and right by reflection (``darlkit.model.pad_to_multiple``; a 1-px side
-        is replicated) and the output is cropped back; a multiple is segmented unpadded. The
+        not multiples of ``m = size_multiple`` (``2 * size_multiple`` with ``polyphase``), or
+        shorter than ``2 * m`` (so the deepest feature maps keep 2 x 2 pixels for instance
+        norm), is padded at the bottom and right by reflection (``darlkit.model.pad_to_multiple``;
+        a 1-px side is replicated) and the output is cropped back; other sizes run unpadded. The
         whole image is one forward pass (memory grows with its area; for large images use
         ``darlkit.model.segment_tiled``).
 
@@ -229,7 +230,7 @@ class DARL(nn.Module):
         valid = isinstance(x, torch.Tensor) and x.dim() == 4 and x.shape[1] == 1 and min(x.shape) > 0
 
         def pad(y: torch.Tensor) -> torch.Tensor:
-            y = pad_to_multiple(y, m) if valid else y
+            y = pad_to_multiple(y, m, min_size=2 * m) if valid else y
             return polyphase_split(y) if polyphase and valid else y
 
         return pad

@@ -39,9 +39,10 @@ def _mirror_index(length: int, target: int, device: torch.device) -> torch.Tenso
     return torch.where(r < length, r, 2 * (length - 1) - r)
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Pad the bottom and right of images to the next multiple of ``multiple`` by reflection.
+def pad_to_multiple(x: torch.Tensor, multiple: int, *, min_size: int = 1) -> torch.Tensor:
+    """Pad the bottom and right of images to a multiple of ``multiple`` by reflection.
 
+    Each side becomes the smallest multiple of ``multiple`` that is ``>= max(side, min_size)``.
     The padding mirrors the image about its last row / column (``reflect``: the edge pixel
     is not repeated) and keeps mirroring when the padding is longer than the side; a side of
     one pixel is repeated (``replicate``). Works for any dtype; the original pixels stay at
@@ -50,18 +51,18 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     Args:
         x: Images (..., H, W), H, W >= 1.
         multiple: Target multiple (>= 1).
+        min_size: Smallest side after padding.
 
     Returns:
-        Tensor (..., ceil(H / m) * m, ceil(W / m) * m); ``x`` itself when no padding is needed.
+        The padded tensor; ``x`` itself when no padding is needed.
     """
     h, w = x.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
-    if ph == 0 and pw == 0:
-        return x
-    if ph:
-        x = x.index_select(-2, _mirror_index(h, h + ph, x.device))
-    if pw:
-        x = x.index_select(-1, _mirror_index(w, w + pw, x.device))
+    th = math.ceil(max(h, min_size) / multiple) * multiple
+    tw = math.ceil(max(w, min_size) / multiple) * multiple
+    if th > h:
+        x = x.index_select(-2, _mirror_index(h, th, x.device))
+    if tw > w:
+        x = x.index_select(-1, _mirror_index(w, tw, x.device))
     return x
 
 
