@@ -161,7 +161,7 @@ def evaluate_model(
     Args:
         model: A ``DARL`` model in eval mode.
         dataset: Test items ``{"image": (1, H, W) in [-1, 1], "mask": (1, H, W) in {0, 1}}``.
-        image_size: The model's training crop side (decides polyphase segmentation).
+        image_size: The model's training crop side (sets ``segment_image``'s default tile).
         t: Diffusion step for the one-step segmentation.
         threshold: Vessel where the [-1, 1] output is above this.
         noise_sigma: Gaussian noise sigma on the 0-255 scale added to each test image (0: none).
