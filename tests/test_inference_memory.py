@@ -55,6 +55,7 @@ def test_available_memory_reads_meminfo_and_falls_back_to_sysconf(monkeypatch):
     monkeypatch.setattr(builtins, "open", no_meminfo)
     monkeypatch.setattr(memory.os, "sysconf", lambda name: {"SC_AVPHYS_PAGES": 10, "SC_PAGE_SIZE": 4096}[name])
     assert available_memory() == 40960
+    assert available_memory("meta") is None  # no notion of free memory: no check
 
 
 def test_the_probe_leaves_the_model_state_and_modes_alone(tiny):
@@ -94,10 +95,10 @@ def test_segment_image_refuses_an_estimate_above_the_limit(tiny, monkeypatch):
     x = torch.zeros(1, 1, 300, 200)
     with pytest.raises(SegmentMemoryError, match=r"segmenting 1 image\(s\) of 200x300 with tile=128.*needs about \d+ MiB but only 1 MiB"):
         segment_image(tiny, x, image_size=64, memory_limit=2**20)
-    monkeypatch.setattr(memory, "available_memory", lambda: 5 * 2**20)  # "auto" reads this
+    monkeypatch.setattr(memory, "available_memory", lambda device=None: 5 * 2**20)  # "auto" reads this
     with pytest.raises(SegmentMemoryError, match="only 5 MiB are available; use a smaller tile"):
         segment_image(tiny, x, image_size=64)
-    monkeypatch.setattr(memory, "available_memory", lambda: None)  # unknown: no check
+    monkeypatch.setattr(memory, "available_memory", lambda device=None: None)  # unknown: no check
     assert segment_image(tiny, x, image_size=64).shape == x.shape
 
 
@@ -107,7 +108,7 @@ def test_cli_refuses_a_segmentation_that_does_not_fit(tmp_path, monkeypatch, cap
     bench = _benchmark()
     ckpt = bench.write_checkpoint("tiny", tmp_path / "tiny.pt")
     Image.new("L", (300, 200)).save(tmp_path / "a.png")
-    monkeypatch.setattr(memory, "available_memory", lambda: 3 * 2**20)
+    monkeypatch.setattr(memory, "available_memory", lambda device=None: 3 * 2**20)
     assert main(["segment", str(tmp_path / "a.png"), "--checkpoint", str(ckpt), "--out", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "a.png: segmenting 1 image(s) of 300x200" in err and "only 3 MiB" in err

@@ -191,7 +191,7 @@ def segment_tiled(
         tile_batch: Tiles per forward pass (each is 4 sub-images with ``polyphase``).
         generator: Random generator of the noise for ``t > 0``.
         memory_limit: Refuse calls whose ``estimate_segment_memory`` exceeds this many
-            bytes; ``"auto"``: ``available_memory`` (no check when that is unknown);
+            bytes; ``"auto"``: ``available_memory`` of the image's device (no check when unknown);
             ``None``: no check.
 
     Returns:

@@ -39,16 +39,26 @@ class SegmentMemoryError(MemoryError):
     """A segmentation call whose estimated memory exceeds the memory available."""
 
 
-def available_memory() -> int | None:
+def available_memory(device: torch.device | str | None = None) -> int | None:
     """Bytes of memory a new allocation can use without swapping, or ``None`` if unknown.
 
-    Linux: ``MemAvailable`` of ``/proc/meminfo``. Elsewhere (or without that line): the free
-    physical pages from ``os.sysconf`` (``SC_AVPHYS_PAGES * SC_PAGE_SIZE``), which ignores
-    reclaimable caches and so errs low; ``None`` when neither exists (then no check is made).
+    CPU (the default): ``MemAvailable`` of ``/proc/meminfo`` on Linux; elsewhere (or without
+    that line) the free physical pages from ``os.sysconf`` (``SC_AVPHYS_PAGES * SC_PAGE_SIZE``),
+    which ignores reclaimable caches and so errs low; ``None`` when neither exists (then no
+    check is made). A CUDA device: the free bytes of ``torch.cuda.mem_get_info``. Other
+    devices: ``None``.
+
+    Args:
+        device: The device the activations live on (default: the CPU).
 
     Returns:
         Available bytes, or ``None``.
     """
+    device = torch.device("cpu" if device is None else device)
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type != "cpu":
+        return None
     try:
         with open("/proc/meminfo", encoding="ascii") as fh:
             for line in fh:
@@ -193,7 +203,8 @@ def check_segment_memory(
         overlap: Minimum tile overlap.
         polyphase: Polyphase segmentation of the tiles.
         tile_batch: Tiles per forward pass.
-        limit: Bytes; ``"auto"``: :func:`available_memory` (no check when unknown); ``None``: no check.
+        limit: Bytes; ``"auto"``: :func:`available_memory` of the image's device (no check
+            when unknown); ``None``: no check.
 
     Raises:
         ValueError: If ``limit`` is not a positive int, ``"auto"`` or ``None``.
@@ -202,7 +213,7 @@ def check_segment_memory(
     if limit is None:
         return
     if limit == "auto":
-        limit = available_memory()
+        limit = available_memory(image.device)
         if limit is None:
             return
     elif isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
