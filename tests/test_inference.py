@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -244,10 +246,12 @@ def test_darl_tiled_vs_whole_away_from_borders_within_the_stated_tolerance(micro
 
 
 def test_tiled_batches_give_the_same_result_as_single_tiles(micro):
-    x = rand_image(100, 90, n=2)
-    one = segment_tiled(micro, x, tile=32, overlap=8, tile_batch=1)
-    many = segment_tiled(micro, x, tile=32, overlap=8, tile_batch=7)
-    torch.testing.assert_close(many, one, atol=1e-5, rtol=0)
+    # float64: batched and single-image kernels then agree far below the float32 output rounding
+    model = copy.deepcopy(micro).double()
+    x = rand_image(100, 90, n=2).double()
+    one = segment_tiled(model, x, tile=32, overlap=8, tile_batch=1)
+    many = segment_tiled(model, x, tile=32, overlap=8, tile_batch=7)  # 7 sub-images per pass
+    torch.testing.assert_close(many, one, atol=1e-6, rtol=0)
 
 
 def test_tiled_noise_is_drawn_once_for_the_whole_image(micro):

@@ -77,8 +77,8 @@ def test_the_estimate_is_bounded_by_the_tile_not_the_image(tiny):
     per_pixel, _ = _activation_profile(tiny)
     one = estimate_segment_memory(tiny, 1024, 1024, tile=128, overlap=16, tile_batch=1)
     four = estimate_segment_memory(tiny, 1024, 1024, tile=128, overlap=16, tile_batch=4)
-    # 3 more tiles: their activations, and per tile 4 sub-images' attention over 64 tokens
-    want = memory.ACTIVATION_FACTOR * per_pixel * 3 * 128**2 + 3 * 4 * (2 * 64**2 * 4)
+    # 3 more 64x64 polyphase sub-images per pass: activations, and attention over 64 tokens each
+    want = memory.ACTIVATION_FACTOR * per_pixel * 3 * 64**2 + 3 * (2 * 64**2 * 4)
     assert four - one == pytest.approx(want, abs=2)
     # whole-image segmentation of a 1024 image: the quadratic attention dominates (> 1 GiB)
     assert estimate_segment_memory(tiny, 1024, 1024, tile=1024) > 2**30 > 8 * one

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from darlkit.model.memory import check_segment_memory
+from darlkit.polyphase import polyphase_merge, polyphase_split
 
 __all__ = [
     "segment_image",
@@ -168,8 +169,8 @@ def segment_tiled(
     (which pads a tile smaller than the network multiple) and the outputs are averaged with
     separable weights that rise as a Hann (``sin^2``) ramp over ``overlap`` pixels from every
     tile side that borders another tile and are 1 elsewhere, normalised by the summed weights.
-    Memory is bounded by one batch of ``tile_batch`` tiles plus three image-sized float32
-    buffers (input, output, weights), whatever the image size. An image that fits in one
+    Memory is bounded by one pass of ``tile_batch`` network inputs plus image-sized float32
+    buffers (output, weights, noise), whatever the image size. An image that fits in one
     tile is segmented whole: the result then equals ``model.segment(image, t, polyphase)``
     exactly. Away from tile borders the blend differs from whole-image segmentation only
     through the image-wide statistics of the networks' normalisation layers (GroupNorm in
@@ -188,7 +189,9 @@ def segment_tiled(
         t: Diffusion step (0: the clean image).
         polyphase: Segment each tile as its four polyphase sub-images.
         amp: ``"none"``, or ``"bf16"``/``"fp16"`` autocast.
-        tile_batch: Tiles per forward pass (each is 4 sub-images with ``polyphase``).
+        tile_batch: Network inputs per forward pass when tiling: tiles, or with ``polyphase``
+            polyphase sub-images of tiles (4 per tile). The default, 1, keeps the activations of
+            one sub-image; larger values are faster on GPUs. (One-tile images go in one pass.)
         generator: Random generator of the noise for ``t > 0``.
         memory_limit: Refuse calls whose ``estimate_segment_memory`` exceeds this many
             bytes; ``"auto"``: ``available_memory`` of the image's device (no check when unknown);
@@ -231,15 +234,37 @@ def segment_tiled(
         for x in xs:
             weight[y:y + th, x:x + tw] += wy[y][:, None] * wx[x][None, :]
     jobs = [(i, y, x) for i in range(n) for y in ys for x in xs]
-    for k in range(0, len(jobs), tile_batch):
-        chunk = jobs[k:k + tile_batch]
+    per_chunk = -(-tile_batch // 4) if polyphase else tile_batch  # tiles whose inputs fill a pass
+    for k in range(0, len(jobs), per_chunk):
+        chunk = jobs[k:k + per_chunk]
         crops = torch.cat([image[i:i + 1, :, y:y + th, x:x + tw] for i, y, x in chunk])
         tile_noise = None if noise is None else torch.cat([noise[i:i + 1, :, y:y + th, x:x + tw] for i, y, x in chunk])
         with ctx:
-            pred = model.segment(crops, t, polyphase, noise=tile_noise).float()
+            pred = _segment_in_passes(model, crops, t, polyphase, tile_noise, tile_batch)
         for j, (i, y, x) in enumerate(chunk):
             out[i, :, y:y + th, x:x + tw] += pred[j] * (wy[y][:, None] * wx[x][None, :])
     return out.div_(weight)
+
+
+def _segment_in_passes(model, crops, t, polyphase, noise, per_pass: int) -> torch.Tensor:
+    """``model.segment(crops, t, polyphase)`` with at most ``per_pass`` network inputs per
+    forward pass: with ``polyphase`` the tiles are padded and split here (as ``DARL.segment``
+    does) and their sub-images go through in chunks, so one pass holds one sub-image's
+    activations by default instead of four."""
+    if not polyphase:
+        return torch.cat([
+            model.segment(crops[k:k + per_pass], t, False, noise=None if noise is None else noise[k:k + per_pass]).float()
+            for k in range(0, crops.shape[0], per_pass)
+        ])
+    h, w = crops.shape[-2:]
+    m = 2 * model.size_multiple
+    sub = polyphase_split(pad_to_multiple(crops, m, min_size=2 * m))
+    sub_noise = None if noise is None else polyphase_split(pad_to_multiple(noise, m, min_size=2 * m))
+    parts = [
+        model.segment(sub[k:k + per_pass], t, False, noise=None if sub_noise is None else sub_noise[k:k + per_pass]).float()
+        for k in range(0, sub.shape[0], per_pass)
+    ]
+    return polyphase_merge(torch.cat(parts))[..., :h, :w]
 
 
 @torch.no_grad()
@@ -260,8 +285,8 @@ def segment_image(
 
     With ``polyphase="auto"`` every image is segmented as its four polyphase sub-images, as
     the networks were trained on the polyphase halves of frames twice the crop side (the
-    paper's 512 -> 4 x 256 rule; until darlkit 0.x only a 2 x ``image_size`` square image was,
-    other sizes saw vessels twice as wide as in training). Images larger than ``tile`` are
+    paper's 512 -> 4 x 256 rule; earlier versions split only a 2 x ``image_size`` square image
+    and showed the networks other sizes with vessels twice as wide as in training). Images larger than ``tile`` are
     segmented in overlapping tiles (:func:`segment_tiled`); smaller ones whole, padded by
     ``DARL.segment``.
 
@@ -274,7 +299,7 @@ def segment_image(
         amp: ``"none"`` or ``"bf16"``/``"fp16"`` autocast.
         tile: Tile side (default :func:`default_tile`: ``2 * image_size``).
         overlap: Minimum tile overlap (default ``tile // 8``).
-        tile_batch: Tiles per forward pass.
+        tile_batch: Network inputs (tiles, or polyphase sub-images) per forward pass.
         memory_limit: See :func:`segment_tiled`.
 
     Returns:

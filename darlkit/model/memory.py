@@ -93,6 +93,7 @@ def _activation_profile(model: nn.Module) -> tuple[float, list[tuple[float, int]
     attn: list[tuple[float, int]] = []
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
 
     def release(nbytes: int) -> None:
         live[0] -= nbytes
@@ -116,7 +117,7 @@ def _activation_profile(model: nn.Module) -> tuple[float, list[tuple[float, int]
             hooks.append(mod.register_forward_hook(attention))
     try:
         model.eval()
-        model.segment(torch.zeros(1, 1, side, side, device=device))
+        model.segment(torch.zeros(1, 1, side, side, device=device, dtype=dtype))
     finally:
         for hook in hooks:
             hook.remove()
@@ -141,11 +142,13 @@ def estimate_segment_memory(
 
     ``buffers + ACTIVATION_BASE + ACTIVATION_FACTOR * live_outputs + attention``, where
     ``buffers`` are the input copy, the output, the blending weights and the noise (4
-    image-sized float32 arrays), ``live_outputs`` is the peak size of the layer outputs alive at
-    once in a forward pass of one batch of tiles (tracked by hooks on a small probe image, once
-    per model, and scaled by the tile area) and ``attention`` the score and softmax matrices
-    (2 x heads x tokens^2 x 4 bytes per sub-image) of the largest attention layer. Model weights and the Python process are not included
-    (they are already resident). Calibrated on CPU in float32 (see
+    image-sized float32 arrays), ``live_outputs`` is the peak size of the layer outputs alive
+    at once in one forward pass (of ``tile_batch`` network inputs, or of the whole batch for
+    a one-tile image; tracked by hooks on a small probe image, once per model, and scaled by
+    the input area) and ``attention`` the score and softmax matrices (2 x heads x tokens^2 x 4
+    bytes per network input) of the largest attention layer. Model weights, the Python
+    process and the first forward pass's one-off workspace (run by the probe) are not
+    included (they are already resident when the estimate is compared with the free memory). Calibrated on CPU in float32 (see
     ``benchmarks/segment_memory.py``); autocast lowers the real use.
 
     Args:
@@ -156,7 +159,7 @@ def estimate_segment_memory(
         tile: Tile side (pixels).
         overlap: Minimum overlap of neighbouring tiles (pixels, < ``tile``).
         polyphase: Tiles are split into 4 polyphase sub-images.
-        tile_batch: Tiles per forward pass.
+        tile_batch: Network inputs (tiles, or polyphase sub-images) per forward pass.
 
     Returns:
         Estimated peak of the extra memory, in bytes.
@@ -168,18 +171,18 @@ def estimate_segment_memory(
     multiple = model.size_multiple * (2 if polyphase else 1)
     th = math.ceil(min(tile, height) / multiple) * multiple
     tw = math.ceil(min(tile, width) / multiple) * multiple
+    subs_per_tile = 4 if polyphase else 1
     if height <= tile and width <= tile:
-        n_img = batch  # one tile: the whole batch in one pass
+        inputs = batch * subs_per_tile  # one tile: the whole batch in one pass
     else:
         align = 2 if polyphase else 1
         from darlkit.model.inference import _tile_starts
 
         per_image = len(_tile_starts(height, tile, overlap, align)) * len(_tile_starts(width, tile, overlap, align))
-        n_img = min(tile_batch, batch * per_image)
-    pixels = n_img * th * tw
-    subs = n_img * (4 if polyphase else 1)
-    sub_pixels = th * tw / (4 if polyphase else 1)
-    attention = max((2 * heads * (ratio * sub_pixels) ** 2 * 4 * subs for ratio, heads in attn), default=0.0)
+        inputs = min(tile_batch, batch * per_image * subs_per_tile)
+    sub_pixels = th * tw / subs_per_tile
+    pixels = inputs * sub_pixels
+    attention = max((2 * heads * (ratio * sub_pixels) ** 2 * 4 * inputs for ratio, heads in attn), default=0.0)
     buffers = 4 * 4 * batch * height * width
     return int(buffers + ACTIVATION_BASE + ACTIVATION_FACTOR * per_pixel * pixels + attention)
 
@@ -212,16 +215,17 @@ def check_segment_memory(
     """
     if limit is None:
         return
-    if limit == "auto":
-        limit = available_memory(image.device)
-        if limit is None:
-            return
-    elif isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+    auto = limit == "auto"
+    if not auto and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"memory_limit must be a positive int (bytes), 'auto' or None, got {limit!r}")
     n, _, h, w = image.shape
     need = estimate_segment_memory(
         model, h, w, batch=n, tile=tile, overlap=overlap, polyphase=polyphase, tile_batch=tile_batch
     )
+    if auto:  # read after the estimate: its probe pass has allocated the one-off workspaces
+        limit = available_memory(image.device)
+        if limit is None:
+            return
     if need > limit:
         raise SegmentMemoryError(
             f"segmenting {n} image(s) of {w}x{h} with tile={tile}, tile_batch={tile_batch} needs about "
