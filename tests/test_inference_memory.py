@@ -128,4 +128,5 @@ def test_cli_refuses_a_segmentation_that_does_not_fit(tmp_path, monkeypatch, cap
 def test_darlkit_segment_peak_rss_on_a_1000px_image_stays_under_1_5_gb(tmp_path, preset, options):
     bench = _benchmark()
     record = bench.measure(preset, 1000, 1000, options, tmp_path)
+    print(record)  # shown with -s (the numbers of the report)
     assert record["peak_rss_mib"] < 1.5 * 1024, record

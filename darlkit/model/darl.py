@@ -184,10 +184,11 @@ class DARL(nn.Module):
 
         At ``t = 0`` the image is used as it is (as the release does). For ``t > 0`` it is
         first noised, ``x_t = q_sample(x, t, noise)`` (paper Fig. 3). An image whose sides are
-        not multiples of ``m = size_multiple`` (``2 * size_multiple`` with ``polyphase``), or
-        shorter than ``2 * m`` (so the deepest feature maps keep 2 x 2 pixels for instance
-        norm), is padded at the bottom and right by reflection (``darlkit.model.pad_to_multiple``;
-        a 1-px side is replicated) and the output is cropped back; other sizes run unpadded. The
+        not multiples of ``size_multiple`` (``2 * size_multiple`` with ``polyphase``), or
+        shorter than twice G's multiple (twice that with ``polyphase``; G's deepest feature
+        maps then keep 2 x 2 pixels for instance norm), is padded at the bottom and right by
+        reflection (``darlkit.model.pad_to_multiple``; a 1-px side is replicated) and the
+        output is cropped back; other sizes run unpadded. The
         whole image is one forward pass (memory grows with its area; for large images use
         ``darlkit.model.segment_tiled``).
 
@@ -226,14 +227,21 @@ class DARL(nn.Module):
 
     def _segment_padder(self, x: object, polyphase: bool):
         """The map from an input of ``segment`` to the network input: pad (and split)."""
-        m = self.size_multiple * (2 if polyphase else 1)
+        k = 2 if polyphase else 1
+        m, low = self.size_multiple * k, self._segment_min_side * k
         valid = isinstance(x, torch.Tensor) and x.dim() == 4 and x.shape[1] == 1 and min(x.shape) > 0
 
         def pad(y: torch.Tensor) -> torch.Tensor:
-            y = pad_to_multiple(y, m, min_size=2 * m) if valid else y
+            y = pad_to_multiple(y, m, min_size=low) if valid else y
             return polyphase_split(y) if polyphase and valid else y
 
         return pad
+
+    @property
+    def _segment_min_side(self) -> int:
+        """Smallest network-input side for ``segment``: G's deepest feature maps keep 2 x 2
+        pixels (instance norm needs more than one)."""
+        return 2 * int(getattr(self.generator, "size_multiple", 1))
 
     @staticmethod
     def _segment_noise(noise: object, x: torch.Tensor, x_net: torch.Tensor, pad) -> torch.Tensor:

@@ -257,9 +257,9 @@ def _segment_in_passes(model, crops, t, polyphase, noise, per_pass: int) -> torc
             for k in range(0, crops.shape[0], per_pass)
         ])
     h, w = crops.shape[-2:]
-    m = 2 * model.size_multiple
-    sub = polyphase_split(pad_to_multiple(crops, m, min_size=2 * m))
-    sub_noise = None if noise is None else polyphase_split(pad_to_multiple(noise, m, min_size=2 * m))
+    m, low = 2 * model.size_multiple, 2 * getattr(model, "_segment_min_side", 1)
+    sub = polyphase_split(pad_to_multiple(crops, m, min_size=low))
+    sub_noise = None if noise is None else polyphase_split(pad_to_multiple(noise, m, min_size=low))
     parts = [
         model.segment(sub[k:k + per_pass], t, False, noise=None if sub_noise is None else sub_noise[k:k + per_pass]).float()
         for k in range(0, sub.shape[0], per_pass)
