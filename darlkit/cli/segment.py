@@ -62,7 +62,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="tile side in pixels (default: twice the training crop)")
     p.add_argument("--overlap", type=argtypes.non_negative_int, default=None,
                    help="minimum tile overlap in pixels (default: tile / 8)")
-    p.add_argument("--tile-batch", type=argtypes.positive_int, default=1, help="tiles per forward pass (default 1)")
+    p.add_argument("--tile-batch", type=argtypes.positive_int, default=1, help="network inputs (tiles, or polyphase sub-images) per forward pass (default 1)")
     p.add_argument("--t", type=argtypes.non_negative_int, default=0, help="diffusion step for segmentation (default 0)")
     p.add_argument("--threshold", type=argtypes.threshold, default=0.0, help="vessel where output > threshold (default 0)")
     p.add_argument("--polyphase", choices=("auto", "on", "off"), default="auto",
@@ -241,7 +241,7 @@ def segment_files(
         overlay: Also write the overlay images.
         tile: Tile side (default twice the training crop).
         overlap: Minimum tile overlap (default tile / 8).
-        tile_batch: Tiles per forward pass.
+        tile_batch: Network inputs (tiles, or polyphase sub-images) per forward pass.
 
     Returns:
         The written paths (masks, and overlays after their masks).
