@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_io import _write_dicom
+from test_training_support import make_checkpoint, make_xcad
 
 from darlkit.cli import main
 from darlkit.data.io import read_image_frames
 from darlkit.model import segment_image
 from darlkit.polyphase import polyphase_merge, polyphase_split
 from darlkit.training import load_trained_model, read_png
-from test_io import _write_dicom
-from test_training_support import make_checkpoint, make_xcad
 
 
 @pytest.fixture(scope="module")

@@ -8,19 +8,19 @@ import io
 
 import pytest
 import torch
+from conftest import REPO_ROOT
 
-import darlkit.model.memory as memory
 from darlkit.cli import main
 from darlkit.model import (
     ACTIVATION_BASE,
     SegmentMemoryError,
     available_memory,
     estimate_segment_memory,
+    memory,
     segment_image,
 )
 from darlkit.model.memory import _activation_profile
 from darlkit.training import TrainConfig, build_networks
-from conftest import REPO_ROOT
 
 
 @pytest.fixture(scope="module")

@@ -72,7 +72,7 @@ def available_memory(device: torch.device | str | None = None) -> int | None:
         return None
 
 
-_PROFILES: "weakref.WeakKeyDictionary[nn.Module, tuple[float, list[tuple[float, int]]]]" = weakref.WeakKeyDictionary()
+_PROFILES: weakref.WeakKeyDictionary[nn.Module, tuple[float, list[tuple[float, int]]]] = weakref.WeakKeyDictionary()
 
 
 @torch.no_grad()
