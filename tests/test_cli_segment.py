@@ -1,4 +1,5 @@
-"""``darlkit segment``: masks equal the model's one-step (polyphase) segmentation."""
+"""``darlkit segment``: masks equal the model's one-step (polyphase, tiled) segmentation, for
+every format (JPEG, TIFF, DICOM cine, folders) and size; overlays, --scale, --channel; errors."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_io import _write_dicom
+from test_training_support import make_checkpoint, make_xcad
 
 from darlkit.cli import main
+from darlkit.data.io import read_image_frames
+from darlkit.model import segment_image
 from darlkit.polyphase import polyphase_merge, polyphase_split
 from darlkit.training import load_trained_model, read_png
-from test_training_support import make_checkpoint, make_xcad
 
 
 @pytest.fixture(scope="module")
@@ -49,3 +53,140 @@ def test_segment_folder_soft_and_no_polyphase(run, tmp_path):
     assert got.shape == (64, 64)
     # --t 3 noises the image slightly: the soft map is close to, not equal to, the clean one
     assert np.abs(got / 127.5 - 1 - pred).mean() < 0.5
+
+
+# ---------------------------------------------------------------------- any format, any size
+def _want(model, frame: np.ndarray, **kwargs) -> np.ndarray:
+    """The mask darlkit segment should write for a (H, W) frame in [0, 1]."""
+    x = torch.from_numpy(frame)[None, None] * 2 - 1
+    return (segment_image(model, x, image_size=32, **kwargs)[0, 0] > 0).numpy()
+
+
+def test_segment_jpg_tif_dcm_exactly_as_written(run, tmp_path, capsys):
+    _, ckpt = run
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (70, 99, 3), dtype=np.uint8)).save(tmp_path / "X.jpg")
+    Image.fromarray(rng.integers(0, 65536, (58, 65), dtype=np.uint16)).save(tmp_path / "Y.tif")
+    cine = rng.integers(0, 4096, (3, 36, 40)).astype(np.uint16)
+    _write_dicom(tmp_path / "Z.dcm", cine)
+    args = ["segment", "X.jpg", "Y.tif", "Z.dcm", "--checkpoint", str(ckpt), "--out", "M"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)
+        assert main(args) == 0
+    assert "wrote 5 mask(s) for 3 input(s)" in capsys.readouterr().out
+    model, _ = load_trained_model(ckpt)
+    for name, src in (("X.png", "X.jpg"), ("Y.png", "Y.tif")):
+        got = np.asarray(Image.open(tmp_path / "M" / name))
+        frame = read_image_frames(tmp_path / src)[0]
+        assert got.shape == frame.shape and set(np.unique(got)) <= {0, 255}
+        np.testing.assert_array_equal(got == 255, _want(model, frame))
+    frames = read_image_frames(tmp_path / "Z.dcm")
+    assert sorted(p.name for p in (tmp_path / "M").glob("Z*")) == ["Z_f000.png", "Z_f001.png", "Z_f002.png"]
+    for k in range(3):
+        got = np.asarray(Image.open(tmp_path / "M" / f"Z_f{k:03d}.png"))
+        np.testing.assert_array_equal(got == 255, _want(model, frames[k]))
+
+
+def test_multipage_tiff_gives_one_mask_per_frame_and_overlays(run, tmp_path):
+    _, ckpt = run
+    rng = np.random.default_rng(1)
+    pages = [Image.fromarray(rng.integers(0, 256, (20, 30), dtype=np.uint8)) for _ in range(2)]
+    pages[0].save(tmp_path / "cine.tif", save_all=True, append_images=pages[1:])
+    assert main(["segment", str(tmp_path / "cine.tif"), "--checkpoint", str(ckpt), "--out", str(tmp_path / "m"),
+                 "--overlay"]) == 0
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "cine_f000.png", "cine_f000_overlay.png", "cine_f001.png", "cine_f001_overlay.png"]
+    for k in range(2):
+        mask = np.asarray(Image.open(tmp_path / "m" / f"cine_f{k:03d}.png")) == 255
+        over = np.asarray(Image.open(tmp_path / "m" / f"cine_f{k:03d}_overlay.png"))
+        grey = np.asarray(pages[k]).astype(np.float64)
+        assert over.shape == (20, 30, 3) and mask.any() and (~mask).any()
+        # background: the grey image in all three channels; vessels: 50 % blend with red
+        np.testing.assert_array_equal(over[~mask], np.repeat(grey[~mask][:, None], 3, 1))
+        want = np.stack([np.round(0.5 * grey + 127.5), np.round(0.5 * grey), np.round(0.5 * grey)], -1)
+        np.testing.assert_array_equal(over[mask], want[mask])
+
+
+def test_folder_with_mixed_suffixes_takes_every_image(run, tmp_path):
+    _, ckpt = run
+    (tmp_path / "in").mkdir()
+    Image.new("L", (9, 7), 100).save(tmp_path / "in" / "a.jpg")
+    Image.new("L", (1, 1), 200).save(tmp_path / "in" / "b.png")
+    assert main(["segment", str(tmp_path / "in"), "--checkpoint", str(ckpt), "--out", str(tmp_path / "m")]) == 0
+    assert np.asarray(Image.open(tmp_path / "m" / "a.png")).shape == (7, 9)
+    assert np.asarray(Image.open(tmp_path / "m" / "b.png")).shape == (1, 1)
+
+
+def test_channel_and_scale_round_trip(run, tmp_path):
+    _, ckpt = run
+    rng = np.random.default_rng(2)
+    rgb = rng.integers(0, 256, (45, 61, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "f.png")
+    out = tmp_path / "m"
+    assert main(["segment", str(tmp_path / "f.png"), "--checkpoint", str(ckpt), "--out", str(out),
+                 "--channel", "green", "--scale", "0.5"]) == 0
+    got = np.asarray(Image.open(out / "f.png"))
+    assert got.shape == (45, 61)  # the input's size, not the 23 x 30 the model saw
+    model, _ = load_trained_model(ckpt)
+    x = torch.from_numpy(rgb[..., 1] / 255.0).float()[None, None] * 2 - 1
+    small = torch.nn.functional.interpolate(x, size=(22, 30), mode="bilinear", align_corners=False, antialias=True)
+    pred = segment_image(model, small.clamp(-1, 1), image_size=32)
+    back = torch.nn.functional.interpolate(pred, size=(45, 61), mode="bilinear", align_corners=False)
+    np.testing.assert_array_equal(got == 255, (back[0, 0] > 0).numpy())
+    with pytest.MonkeyPatch.context():
+        assert main(["segment", str(tmp_path / "f.png"), "--checkpoint", str(ckpt), "--out", str(tmp_path / "m2"),
+                     "--channel", "red"]) == 0
+    red = np.asarray(Image.open(tmp_path / "m2" / "f.png")) == 255
+    np.testing.assert_array_equal(red, _want(model, rgb[..., 0] / np.float32(255.0)))
+
+
+def test_existing_masks_are_kept_unless_overwrite(run, tmp_path, capsys):
+    _, ckpt = run
+    Image.new("L", (8, 8), 50).save(tmp_path / "a.png")
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "a.png").write_bytes(b"old mask")
+    args = ["segment", str(tmp_path / "a.png"), "--checkpoint", str(ckpt), "--out", str(tmp_path / "m")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already holds a.png; pass --overwrite" in err
+    assert (tmp_path / "m" / "a.png").read_bytes() == b"old mask"
+    assert main([*args, "--overwrite"]) == 0
+    assert np.asarray(Image.open(tmp_path / "m" / "a.png")).shape == (8, 8)
+    # an input inside --out is never replaced, even with --overwrite
+    assert main(["segment", str(tmp_path / "m" / "a.png"), "--checkpoint", str(ckpt), "--out", str(tmp_path / "m"),
+                 "--overwrite"]) == 2
+    assert "is an input and would be replaced" in capsys.readouterr().err
+
+
+def _one_line_error(args, capsys) -> str:
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("darlkit segment: error: "), err
+    return err
+
+
+def test_cli_errors_are_one_line(run, tmp_path, capsys):
+    _, ckpt = run
+    Image.new("L", (8, 8)).save(tmp_path / "a.png")
+    Image.new("L", (8, 8)).save(tmp_path / "a.jpg")
+    (tmp_path / "file").write_text("x")
+    base = [str(tmp_path / "a.png"), "--checkpoint", str(ckpt)]
+    assert "--out: " in _one_line_error(["segment", *base, "--out", str(tmp_path / "file")], capsys)
+    err = _one_line_error(["segment", *base, "--out", str(tmp_path / "file" / "sub")], capsys)
+    assert "--out: cannot create folder" in err and str(tmp_path / "file" / "sub") in err
+    if not torch.cuda.is_available():
+        err = _one_line_error(["segment", *base, "--out", str(tmp_path / "m"), "--device", "cuda"], capsys)
+        assert "--device cuda: CUDA is not available" in err
+    assert "--device: unknown device 'gpu9'" in _one_line_error(
+        ["segment", *base, "--out", str(tmp_path / "m"), "--device", "gpu9"], capsys)
+    assert "tile must be a multiple of 8" in _one_line_error(
+        ["segment", *base, "--out", str(tmp_path / "m"), "--tile", "30"], capsys)
+    err = _one_line_error(["segment", str(tmp_path / "a.png"), str(tmp_path / "a.jpg"), "--checkpoint", str(ckpt),
+                           "--out", str(tmp_path / "m")], capsys)
+    assert "share the output name a.png" in err
+    assert "not found" in _one_line_error(["segment", str(tmp_path / "nope.png"), "--checkpoint", str(ckpt),
+                                           "--out", str(tmp_path / "m")], capsys)
+    (tmp_path / "notes.txt").write_text("x")
+    assert "not image files" in _one_line_error(["segment", str(tmp_path / "notes.txt"), "--checkpoint", str(ckpt),
+                                                 "--out", str(tmp_path / "m")], capsys)
+    assert not (tmp_path / "m").exists() or not any((tmp_path / "m").iterdir())

@@ -161,10 +161,10 @@ def test_gradients_reach_all_trainable_parameters_and_not_frozen_discriminators(
 
 def test_bad_inputs_raise(model):
     a, b, s = batch()
-    with pytest.raises(ValueError, match="multiples of"):
-        model.segment(torch.zeros(1, 1, 18, 16))
-    with pytest.raises(ValueError, match="multiples of 8 for polyphase"):
-        model.segment(torch.zeros(1, 1, 18, 16), polyphase=True)
+    with pytest.raises(ValueError, match="positive multiples of"):  # 0-px side: nothing to pad
+        model.segment(torch.zeros(1, 1, 0, 16))
+    with pytest.raises(ValueError, match="noise must have the shape of x"):
+        model.segment(torch.zeros(1, 1, 18, 16), t=3, noise=torch.zeros(1, 1, 5, 5))
     with pytest.raises(ValueError, match=r"\(N, 1, H, W\)"):
         model.segment(torch.zeros(1, 2, 16, 16))
     with pytest.raises(ValueError, match="floating-point"):

@@ -1,21 +1,38 @@
-"""``darlkit segment``: one-step vessel masks for PNG images from a trained checkpoint.
+"""``darlkit segment``: one-step vessel masks for images of any format and size.
 
-The mask of ``IMAGE.png`` is written as ``OUT/IMAGE.png`` (0 = background, 255 = vessel;
-with ``--soft`` the raw [-1, 1] output scaled to 0..255). An image whose side is twice the
-training crop side (a 512x512 angiogram for the paper's 256 crops) is segmented as its four
-polyphase sub-images, as the authors' code does; other sizes are segmented at their own
-resolution (``--polyphase on|off`` forces either).
+``darlkit segment X.jpg Y.tif Z.dcm --checkpoint CK --out M`` reads every input with
+``darlkit.data.io.read_image_frames`` (PNG, TIFF, JPEG, GIF, BMP, PNM; DICOM with
+``darlkit[dicom]``; a folder or glob takes every image file in it) and writes ``M/NAME.png``
+at the input's size (0 = background, 255 = vessel; ``--soft``: the [-1, 1] output as grey
+levels). A multi-frame input (DICOM cine, multi-page TIFF, animated GIF) gives one mask per
+frame, ``NAME_f000.png``, ``NAME_f001.png``, ...; ``--overlay`` adds ``NAME_overlay.png``
+(``NAME_f000_overlay.png``): the image in grey with the vessels tinted red.
+
+Images of any size are segmented in overlapping tiles (``--tile``, default twice the training
+crop; ``--overlap``, default an eighth of the tile) as their polyphase sub-images
+(``--polyphase auto``: always, see ``darlkit.model.segment_image``), so memory stays bounded;
+``--scale S`` resamples the image by ``S`` first (to give the vessels the width the model was
+trained at) and the output back to the input's size. Existing masks are never replaced
+unless ``--overwrite`` is given (an input is never replaced).
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
+import os
 from pathlib import Path
 from typing import Any
 
 from darlkit.cli import CLIError, argtypes
 
-__all__ = ["add_parser", "run", "segment_files"]
+__all__ = ["add_parser", "run", "segment_files", "output_names", "overlay_image"]
+
+CHANNELS: tuple[str, ...] = ("luma", "green", "red", "blue")
+"""Values of ``--channel``."""
+
+OVERLAY_COLOUR: tuple[int, int, int] = (255, 0, 0)
+"""RGB colour blended (50 %) over vessel pixels in ``--overlay`` images."""
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -29,42 +46,162 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """
     p = subparsers.add_parser(
         "segment",
-        help="segment PNG images in one step",
-        description="Write a vessel mask PNG for each input PNG (one-step DARL segmentation).",
+        help="segment images (any format and size) in one step",
+        description="Write a vessel mask PNG (input size, input stem) for each input image or frame.",
     )
-    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="grayscale PNG images (or folders of them)")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image files (PNG, TIFF, JPEG, GIF, BMP, PNM, DICOM), folders or glob patterns")
     p.add_argument("--checkpoint", type=Path, required=True, help="last.pt / best.pt of a training run, or a model folder (DARL.save_pretrained)")
     p.add_argument("--out", type=Path, required=True, help="output folder for the masks")
+    p.add_argument("--channel", choices=CHANNELS, default="luma",
+                   help="colour images: channel to segment (default luma; green for fundus photographs)")
+    p.add_argument("--scale", type=argtypes.positive_float, default=1.0,
+                   help="resample by this factor before segmenting and back after (default 1)")
+    p.add_argument("--overlay", action="store_true", help="also write NAME_overlay.png (vessels in red)")
+    p.add_argument("--tile", type=argtypes.positive_int, default=None,
+                   help="tile side in pixels (default: twice the training crop)")
+    p.add_argument("--overlap", type=argtypes.non_negative_int, default=None,
+                   help="minimum tile overlap in pixels (default: tile / 8)")
+    p.add_argument("--tile-batch", type=argtypes.positive_int, default=1, help="network inputs (tiles, or polyphase sub-images) per forward pass (default 1)")
     p.add_argument("--t", type=argtypes.non_negative_int, default=0, help="diffusion step for segmentation (default 0)")
     p.add_argument("--threshold", type=argtypes.threshold, default=0.0, help="vessel where output > threshold (default 0)")
     p.add_argument("--polyphase", choices=("auto", "on", "off"), default="auto",
-                   help="segment as 4 polyphase sub-images (auto: when the side is twice the training crop)")
+                   help="segment as 4 polyphase sub-images (auto: always, as in training)")
     p.add_argument("--soft", action="store_true", help="write the [-1, 1] output as grey levels, not a binary mask")
     p.add_argument("--ema", action="store_true", help="use the checkpoint's EMA weights")
+    p.add_argument("--overwrite", action="store_true", help="replace existing masks in --out")
     p.add_argument("--device", default="cpu", help="device (default cpu)")
     p.set_defaults(run=run)
     return p
 
 
-def _expand(images: list[Path]) -> list[Path]:
-    files: list[Path] = []
-    for path in images:
-        if path.is_dir():
-            found = sorted(q for q in path.iterdir() if q.suffix.lower() == ".png")
-            if not found:
-                raise CLIError(f"folder {path} contains no .png images")
-            files.extend(found)
-        elif not path.exists():
-            raise CLIError(f"image not found: {path}")
-        elif path.suffix.lower() != ".png":
-            raise CLIError(f"{path}: expected a .png image, got a {path.suffix or 'suffix-less'} file")
-        else:
-            files.append(path)
-    names = [f.name for f in files]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise CLIError(f"two inputs share the output name {dup[0]}; segment them into different --out folders")
-    return files
+def output_names(stem: str, frames: int, *, overlay: bool = False) -> list[str]:
+    """File names written for an input of stem ``stem`` with ``frames`` frames.
+
+    Args:
+        stem: The input's file name without its suffix.
+        frames: Number of frames (>= 1).
+        overlay: Include the overlay images.
+
+    Returns:
+        ``[NAME.png]`` (and ``NAME_overlay.png``) for one frame; ``NAME_f000.png``, ... (each
+        followed by its ``NAME_f000_overlay.png``) for several.
+    """
+    bases = [stem] if frames == 1 else [f"{stem}_f{k:03d}" for k in range(frames)]
+    names = []
+    for base in bases:
+        names.append(f"{base}.png")
+        if overlay:
+            names.append(f"{base}_overlay.png")
+    return names
+
+
+def overlay_image(image, mask):
+    """The image in grey with the mask's pixels blended 50 % with :data:`OVERLAY_COLOUR`.
+
+    Args:
+        image: (H, W) float array in [0, 1].
+        mask: (H, W) bool array (True = vessel).
+
+    Returns:
+        (H, W, 3) uint8 RGB array.
+    """
+    import numpy as np
+
+    grey = np.repeat((np.clip(image, 0.0, 1.0) * 255.0).round()[..., None], 3, axis=2)
+    tinted = 0.5 * grey + 0.5 * np.asarray(OVERLAY_COLOUR, dtype=np.float64)
+    return np.where(mask[..., None], tinted.round(), grey).astype(np.uint8)
+
+
+def _check_device(name: str):
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise CLIError(f"--device: unknown device {name!r} (expected cpu, cuda or cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CLIError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise CLIError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type not in ("cpu", "mps") or (device.type == "mps" and not torch.backends.mps.is_available()):
+        raise CLIError(f"--device {name}: not available on this machine (use --device cpu)")
+    return device
+
+
+def _prepare_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out: {out} is a file, expected a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CLIError(f"--out: cannot create folder {out}: {exc.strerror or exc}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise CLIError(f"--out: folder {out} is not writable")
+
+
+def _check_outputs(files: list[Path], out: Path, overlay: bool, overwrite: bool) -> None:
+    """Refuse shared output names, outputs that are inputs, and (without overwrite) existing masks."""
+    stems: dict[str, Path] = {}
+    for path in files:
+        if path.stem in stems:
+            raise CLIError(f"{stems[path.stem]} and {path} share the output name {path.stem}.png; "
+                           "segment them into different --out folders")
+        stems[path.stem] = path
+    inputs = {p.resolve() for p in files}
+    existing: list[Path] = []
+    for stem in stems:
+        names = output_names(stem, 1, overlay=overlay)
+        found = [out / n for n in names if (out / n).exists()]
+        found += sorted(out.glob(f"{glob.escape(stem)}_f[0-9][0-9][0-9].png"))
+        if overlay:
+            found += sorted(out.glob(f"{glob.escape(stem)}_f[0-9][0-9][0-9]_overlay.png"))
+        existing += found
+    for entry in existing:
+        if entry.resolve() in inputs:
+            raise CLIError(f"{entry} is an input and would be replaced by its mask; choose another --out folder")
+    if existing and not overwrite:
+        shown = ", ".join(e.name for e in existing[:3]) + (f" (and {len(existing) - 3} more)" if len(existing) > 3 else "")
+        raise CLIError(f"--out {out} already holds {shown}; pass --overwrite to replace them")
+
+
+def _write_png(array, path: Path) -> Path:
+    from PIL import Image
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        Image.fromarray(array).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise CLIError(f"--out: cannot write {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def _segment_frame(model, config, frame, options: dict[str, Any]):
+    """One (H, W) frame in [0, 1] -> the (H, W) float32 output in [-1, 1] at the frame's size."""
+    import torch
+    import torch.nn.functional as F
+
+    from darlkit.model import SegmentMemoryError, segment_image
+
+    x = torch.from_numpy(frame).to(options["device"]).reshape(1, 1, *frame.shape) * 2.0 - 1.0
+    h, w = frame.shape
+    scale = options["scale"]
+    if scale != 1.0:
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=scale < 1.0).clamp_(-1, 1)
+    try:
+        pred = segment_image(
+            model, x, image_size=config.image_size, t=options["t"], polyphase=options["polyphase"],
+            tile=options["tile"], overlap=options["overlap"], tile_batch=options["tile_batch"],
+        )
+    except SegmentMemoryError as exc:
+        raise CLIError(f"{options['name']}: {exc}") from None
+    if scale != 1.0:
+        pred = F.interpolate(pred, size=(h, w), mode="bilinear", align_corners=False, antialias=scale > 1.0)
+    return pred[0, 0].clamp_(-1, 1).cpu().numpy()
 
 
 def segment_files(
@@ -78,47 +215,61 @@ def segment_files(
     soft: bool = False,
     use_ema: bool | None = None,
     device: str = "cpu",
+    channel: str = "luma",
+    scale: float = 1.0,
+    overlay: bool = False,
+    tile: int | None = None,
+    overlap: int | None = None,
+    tile_batch: int = 1,
 ) -> list[Path]:
-    """Segment PNG files with a trained checkpoint and write the masks.
+    """Segment image files with a trained checkpoint and write one mask per frame.
+
+    The caller has checked ``out`` (:func:`run` refuses existing masks unless ``--overwrite``).
 
     Args:
-        files: Input PNG paths.
+        files: Input image paths (any format ``read_image_frames`` reads).
         checkpoint: Training checkpoint.
-        out: Output folder.
+        out: Output folder (exists).
         t: Diffusion step (0: the clean image).
         threshold: Vessel where the output is above this.
         polyphase: ``"auto"``, ``"on"`` or ``"off"``.
         soft: Write grey levels instead of a binary mask.
         use_ema: Use EMA weights (``None``: the run's default).
         device: Torch device name.
+        channel: Colour channel of colour inputs (``luma``, ``green``, ``red``, ``blue``).
+        scale: Resampling factor applied before segmentation (and undone after), > 0.
+        overlay: Also write the overlay images.
+        tile: Tile side (default twice the training crop).
+        overlap: Minimum tile overlap (default tile / 8).
+        tile_batch: Network inputs (tiles, or polyphase sub-images) per forward pass.
 
     Returns:
-        The written mask paths.
+        The written paths (masks, and overlays after their masks).
     """
-    import torch
+    import numpy as np
 
-    from darlkit.training import load_trained_model, read_png, segment_image, write_png
+    from darlkit.data.io import read_image_frames
+    from darlkit.training import load_trained_model
 
     model, config = load_trained_model(checkpoint, device=device, use_ema=use_ema)
     if t >= config.num_timesteps:
         raise CLIError(f"--t must be < {config.num_timesteps} (the diffusion steps of this model), got {t}")
-    pp: str | bool = {"auto": "auto", "on": True, "off": False}[polyphase]
-    down = 2 ** (len(config.unet_channel_mults) - 1)
+    options = dict(
+        device=device, scale=float(scale), t=t, polyphase={"auto": "auto", "on": True, "off": False}[polyphase],
+        tile=tile, overlap=overlap, tile_batch=tile_batch,
+    )
     written = []
     for path in files:
-        image = read_png(path)
-        h, w = image.shape[-2:]
-        use_pp = (h == 2 * config.image_size and w == 2 * config.image_size) if pp == "auto" else pp
-        need = down * (2 if use_pp else 1)
-        need = max(need, 4 * (2 if use_pp else 1))
-        if h % need or w % need:
-            raise CLIError(f"{path}: image size {w}x{h} must be divisible by {need} for this model")
-        pred = segment_image(model, image.to(device), image_size=config.image_size, t=t, polyphase=use_pp)
-        if soft:
-            dst = write_png(pred[0], out / path.name)
-        else:
-            dst = write_png((pred[0] > threshold).to(torch.float32), out / path.name, lo=0.0, hi=1.0)
-        written.append(dst)
+        frames = read_image_frames(path, channel=channel)
+        names = iter(output_names(path.stem, frames.shape[0], overlay=overlay))
+        for k, frame in enumerate(frames):
+            options["name"] = path if frames.shape[0] == 1 else f"{path} frame {k}"
+            pred = _segment_frame(model, config, frame, options)
+            mask = pred > threshold
+            grey = ((pred + 1.0) * 127.5).round() if soft else np.where(mask, 255.0, 0.0)
+            written.append(_write_png(grey.astype(np.uint8), out / next(names)))
+            if overlay:
+                written.append(_write_png(overlay_image(frame, mask), out / next(names)))
     return written
 
 
@@ -131,12 +282,20 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         Exit status 0.
     """
-    files = _expand(list(args.images))
+    from darlkit.data.io import list_image_files
+
+    files = list_image_files(list(args.images))
     if not (args.checkpoint.is_file() or args.checkpoint.is_dir()):
         raise CLIError(f"--checkpoint: file not found (nor a model folder): {args.checkpoint}")
+    device = _check_device(args.device)
+    _prepare_out(args.out)
+    _check_outputs(files, args.out, args.overlay, args.overwrite)
     written = segment_files(
         files, args.checkpoint, args.out, t=args.t, threshold=args.threshold, polyphase=args.polyphase,
-        soft=args.soft, use_ema=True if args.ema else None, device=args.device,
+        soft=args.soft, use_ema=True if args.ema else None, device=str(device), channel=args.channel,
+        scale=args.scale, overlay=args.overlay, tile=args.tile, overlap=args.overlap, tile_batch=args.tile_batch,
     )
-    print(f"darlkit segment: wrote {len(written)} mask(s) to {args.out}")
+    masks = sum(1 for p in written if not p.name.endswith("_overlay.png"))
+    extra = f" and {len(written) - masks} overlay(s)" if args.overlay else ""
+    print(f"darlkit segment: wrote {masks} mask(s){extra} for {len(files)} input(s) to {args.out}")
     return 0

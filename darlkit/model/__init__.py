@@ -5,6 +5,8 @@
   ``from_pretrained`` (a model folder: ``config.json`` + ``model.safetensors``).
 * ``load_model`` -- one loader for a model folder, a training checkpoint or the release.
 * ``check_image`` / ``check_mask`` / ``IMAGE_RANGE_TOLERANCE`` -- the input rules of DARL's methods.
+* ``segment_image`` / ``segment_tiled`` -- any H x W: padding, overlapping blended tiles;
+  ``estimate_segment_memory`` / ``available_memory`` -- refuse calls that would not fit.
 * ``load_released_checkpoint`` -- the authors' ``<prefix>_G.pth`` / ``_Ds.pth`` / ``_Da.pth``.
 * ``OneStepSegmenter`` / ``export_segmenter`` / ``load_exported`` / ``OnnxSegmenter`` -- the
   one-step segmenter as a plain module, written to ONNX, TorchScript or a ``torch.export``
@@ -25,6 +27,15 @@ from darlkit.model.export import (
 from darlkit.model.loading import load_model, model_from_checkpoint, read_torch_file
 from darlkit.model.inputs import IMAGE_RANGE_TOLERANCE, check_image, check_mask
 from darlkit.model.safe_load import safe_load_error
+from darlkit.model.inference import default_tile, pad_to_multiple, segment_image, segment_tiled
+from darlkit.model.memory import (
+    ACTIVATION_BASE,
+    ACTIVATION_FACTOR,
+    SegmentMemoryError,
+    available_memory,
+    check_segment_memory,
+    estimate_segment_memory,
+)
 from darlkit.model.released import RELEASED_PREFIX_MAP, ReleasedModels, load_released_checkpoint, map_released_keys
 
 __all__ = [
@@ -38,6 +49,16 @@ __all__ = [
     "check_mask",
     "IMAGE_RANGE_TOLERANCE",
     "safe_load_error",
+    "segment_image",
+    "segment_tiled",
+    "default_tile",
+    "pad_to_multiple",
+    "estimate_segment_memory",
+    "available_memory",
+    "check_segment_memory",
+    "SegmentMemoryError",
+    "ACTIVATION_FACTOR",
+    "ACTIVATION_BASE",
     "load_released_checkpoint",
     "map_released_keys",
     "ReleasedModels",

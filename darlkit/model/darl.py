@@ -15,6 +15,7 @@ from darlkit._validation import check_int
 from darlkit.nets.config import ConfigMixin, network_config, network_from_config
 from darlkit.diffusion.timesteps import check_timesteps, sample_timesteps
 from darlkit.model.inputs import check_image, check_mask
+from darlkit.model.inference import pad_to_multiple
 from darlkit.polyphase import polyphase_merge, polyphase_split
 
 __all__ = ["DARL", "DARLPaths", "mask_to_onehot"]
@@ -255,20 +256,26 @@ class DARL(ConfigMixin, nn.Module):
         noise: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """One-step segmentation ``G(concat(x_t, eps_theta(x_t, t)))`` without a mask.
+        """One-step segmentation ``G(concat(x_t, eps_theta(x_t, t)))`` without a mask, any H x W.
 
         At ``t = 0`` the image is used as it is (as the release does). For ``t > 0`` it is
-        first noised, ``x_t = q_sample(x, t, noise)`` (paper Fig. 3).
+        first noised, ``x_t = q_sample(x, t, noise)`` (paper Fig. 3). An image whose sides are
+        not multiples of ``size_multiple`` (``2 * size_multiple`` with ``polyphase``), or
+        shorter than twice G's multiple (twice that with ``polyphase``; G's deepest feature
+        maps then keep 2 x 2 pixels for instance norm), is padded at the bottom and right by
+        reflection (``darlkit.model.pad_to_multiple``; a 1-px side is replicated) and the
+        output is cropped back; other sizes run unpadded. The
+        whole image is one forward pass (memory grows with its area; for large images use
+        ``darlkit.model.segment_tiled``).
 
         Args:
-            x: Angiograms (N, 1, H, W), float in [-1, 1]; H and W multiples of
-                ``size_multiple`` (32), or of ``2 * size_multiple`` with ``polyphase``.
+            x: Angiograms (N, 1, H, W), float in [-1, 1]; any H, W >= 1.
             t: Diffusion step, an int or an int64 tensor (N,), in [0, T).
-            polyphase: Segment a 2H x 2W image as its four polyphase H x W sub-images
-                (one batch of 4N) and interleave the outputs back (the release's 512 ->
-                4 x 256 rule).
-            noise: Noise for ``t > 0`` (shape of ``x``, or of its polyphase split);
-                drawn from ``generator`` when ``None``.
+            polyphase: Segment the (padded) image as its four polyphase sub-images (one
+                batch of 4N) and interleave the outputs back (the release's 512 -> 4 x 256 rule).
+            noise: Noise for ``t > 0``: of the shape of ``x`` (padded and split like it) or of
+                the network input (``x`` padded, then split with ``polyphase``); drawn from
+                ``generator`` in the network input's shape when ``None``.
             generator: Random generator for the noise.
 
         Returns:
@@ -276,32 +283,54 @@ class DARL(ConfigMixin, nn.Module):
 
         Raises:
             TypeError: On a non-tensor input or a non-integer ``t``.
-            ValueError: On a wrong shape, channels, dtype, size, NaN values or ``t`` range.
+            ValueError: On a wrong shape, channels, dtype, NaN values, ``t`` range or noise shape.
         """
-        if polyphase:
-            if not isinstance(x, torch.Tensor):
-                raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-            m2 = 2 * self.size_multiple
-            if x.dim() != 4 or x.shape[-1] % m2 or x.shape[-2] % m2 or x.shape[-1] == 0 or x.shape[-2] == 0:
-                raise ValueError(
-                    f"x must have shape (N, 1, H, W) with H and W positive multiples of {m2} for "
-                    f"polyphase=True, got {tuple(x.shape)}"
-                )
-            n = x.shape[0]
-            sub = polyphase_split(x)
-            if isinstance(t, torch.Tensor) and t.numel() == n and n != 1:
-                t = t.reshape(-1).repeat_interleave(4)
-            return polyphase_merge(self.segment(sub, t, False, noise=noise, generator=generator))
-        x = self._check_image(x, "x")
+        h, w = (x.shape[-2], x.shape[-1]) if isinstance(x, torch.Tensor) and x.dim() == 4 else (0, 0)
+        pad = self._segment_padder(x, polyphase)
+        x_net = pad(x)
+        x_net = self._check_image(x_net, "x")
         steps = self._steps(t, x.shape[0], x.device, "t")
+        if polyphase:
+            steps = steps.repeat_interleave(4)
         if bool((steps > 0).any()):
-            if noise is None:
-                noise = self._randn(x, generator)
-            x_t = self.diffusion.q_sample(x, steps, noise)
-            x_t = torch.where((steps > 0).view(-1, 1, 1, 1), x_t, x)
+            noise = self._randn(x_net, generator) if noise is None else self._segment_noise(noise, x, x_net, pad)
+            x_t = self.diffusion.q_sample(x_net, steps, noise)
+            x_t = torch.where((steps > 0).view(-1, 1, 1, 1), x_t, x_net)
         else:
-            x_t = x
-        return self.generator(self._g_input(x_t, steps))
+            x_t = x_net
+        out = self.generator(self._g_input(x_t, steps))
+        return (polyphase_merge(out) if polyphase else out)[..., :h, :w]
+
+    def _segment_padder(self, x: object, polyphase: bool):
+        """The map from an input of ``segment`` to the network input: pad (and split)."""
+        k = 2 if polyphase else 1
+        m, low = self.size_multiple * k, self._segment_min_side * k
+        valid = isinstance(x, torch.Tensor) and x.dim() == 4 and x.shape[1] == 1 and min(x.shape) > 0
+
+        def pad(y: torch.Tensor) -> torch.Tensor:
+            y = pad_to_multiple(y, m, min_size=low) if valid else y
+            return polyphase_split(y) if polyphase and valid else y
+
+        return pad
+
+    @property
+    def _segment_min_side(self) -> int:
+        """Smallest network-input side for ``segment``: G's deepest feature maps keep 2 x 2
+        pixels (instance norm needs more than one)."""
+        return 2 * int(getattr(self.generator, "size_multiple", 1))
+
+    @staticmethod
+    def _segment_noise(noise: object, x: torch.Tensor, x_net: torch.Tensor, pad) -> torch.Tensor:
+        if not isinstance(noise, torch.Tensor):
+            raise TypeError(f"noise must be a torch.Tensor, got {type(noise).__name__}")
+        if noise.shape == x_net.shape:
+            return noise
+        if noise.shape == x.shape:
+            return pad(noise)
+        raise ValueError(
+            f"noise must have the shape of x {tuple(x.shape)} or of the network input {tuple(x_net.shape)}, "
+            f"got {tuple(noise.shape)}"
+        )
 
     def forward(self, x: torch.Tensor, t: int | torch.Tensor = 0) -> torch.Tensor:
         """Same as ``segment(x, t)``.

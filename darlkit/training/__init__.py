@@ -54,7 +54,8 @@ from darlkit.training.run_folder import RUN_FILES, check_run_folder, clear_run_f
 from darlkit.training.sampler import StepSampler, collate, step_batches, step_draws
 from darlkit.training.signals import TrainingInterrupted, stop_on_signals
 from darlkit.training.step import DARLStep
-from darlkit.training.trainer import DARLTrainer, segment_image
+from darlkit.training.trainer import DARLTrainer
+from darlkit.model.inference import segment_image  # noqa: F401 - kept importable here (moved to darlkit.model)
 from darlkit.training.validation import ValidationHistory, run_validation
 
 __all__ = [
@@ -99,7 +100,6 @@ __all__ = [
     "RunLog",
     "ValidationHistory",
     "run_validation",
-    "segment_image",
     "save_figure",
     "CHECKPOINT_FORMAT",
     "checkpoint_digest",

@@ -9,7 +9,6 @@ The trainer composes collaborators: :class:`~darlkit.training.DARLStep` (one ite
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from darlkit.training.callbacks import Callback, ProgressBar
+from darlkit.model.inference import segment_image
 from darlkit.training.checkpoint import (
     CHECKPOINT_FORMAT,
     Checkpointer,
@@ -42,55 +42,7 @@ from darlkit.training.sampler import StepSampler, _mix_seed, dataset_of, step_ba
 from darlkit.training.step import DARLStep
 from darlkit.training.validation import ValidationHistory, run_validation
 
-__all__ = ["DARLTrainer", "segment_image"]
-
-
-def _polyphase_mode(h: int, w: int, image_size: int, polyphase: str | bool) -> bool:
-    if isinstance(polyphase, bool):
-        return polyphase
-    if polyphase != "auto":
-        raise ValueError(f"polyphase must be True, False or 'auto', got {polyphase!r}")
-    return h == 2 * image_size and w == 2 * image_size
-
-
-@torch.no_grad()
-def segment_image(
-    model: nn.Module,
-    image: torch.Tensor,
-    *,
-    image_size: int,
-    t: int = 0,
-    polyphase: str | bool = "auto",
-    amp: str = "none",
-) -> torch.Tensor:
-    """One-step DARL segmentation of a batch of images.
-
-    With ``polyphase="auto"``, an image whose side is twice the training crop side
-    (``image_size``) is segmented as its four polyphase sub-images (the paper's 512 -> 4 x 256
-    rule); any other size is segmented at its own resolution (the networks are fully
-    convolutional; the side must be divisible by the U-Net's total downsampling).
-
-    Args:
-        model: A ``DARL`` model.
-        image: Images of shape (N, 1, H, W) in [-1, 1].
-        image_size: Training crop side of the model.
-        t: Diffusion step at which to segment (0: the clean image).
-        polyphase: ``True``, ``False`` or ``"auto"`` (see above).
-        amp: ``"none"`` or ``"bf16"``/``"fp16"`` autocast.
-
-    Returns:
-        Vessel maps of shape (N, 1, H, W) in [-1, 1] (vessel where > 0), float32.
-    """
-    pp = _polyphase_mode(image.shape[-2], image.shape[-1], image_size, polyphase)
-    device = image.device
-    ctx = (
-        torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
-        if amp in ("bf16", "fp16")
-        else contextlib.nullcontext()
-    )
-    with ctx:
-        out = model.segment(image, t=t, polyphase=pp)
-    return out.float()
+__all__ = ["DARLTrainer"]
 
 
 def _delegate(name: str, owner: str = "update") -> property:
