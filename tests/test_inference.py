@@ -13,7 +13,8 @@ from test_training_support import micro_config
 from torch import nn
 
 from darlkit.model import default_tile, pad_to_multiple, segment_image, segment_tiled
-from darlkit.model.inference import _polyphase_mode, _ramp, _tile_starts
+from darlkit.model.inference import _polyphase_mode, _ramp
+from darlkit.model.tiling import tile_starts as _tile_starts
 from darlkit.polyphase import polyphase_merge, polyphase_split
 from darlkit.training import build_networks
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from darlkit.model.memory import check_segment_memory
+from darlkit.model.tiling import tile_starts
 from darlkit.polyphase import polyphase_merge, polyphase_split
 
 __all__ = [
@@ -99,20 +100,6 @@ def default_tile(image_size: int) -> int:
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise ValueError(f"image_size must be a positive int, got {image_size!r}")
     return 2 * image_size
-
-
-def _tile_starts(length: int, tile: int, overlap: int, align: int) -> list[int]:
-    """Start offsets of tiles of side ``tile`` covering ``[0, length)``, neighbours overlapping by
-    at least ``overlap``; starts are multiples of ``align`` except possibly the last (``length - tile``)."""
-    if length <= tile:
-        return [0]
-    last = length - tile
-    n = max(2, math.ceil((length - overlap) / (tile - overlap)))
-    while True:
-        starts = sorted({min(last, round(k * last / (n - 1) / align) * align) for k in range(n - 1)} | {last})
-        if all(b - a <= tile - overlap for a, b in zip(starts, starts[1:])):
-            return starts
-        n += 1
 
 
 def _ramp(length: int, overlap: int, start: int, total: int) -> torch.Tensor:
@@ -224,7 +211,7 @@ def segment_tiled(
     if t > 0:
         noise = torch.randn(image.shape, generator=generator, dtype=image.dtype, device=image.device)
     align = 2 if polyphase else 1
-    ys, xs = _tile_starts(h, tile, overlap, align), _tile_starts(w, tile, overlap, align)
+    ys, xs = tile_starts(h, tile, overlap, align), tile_starts(w, tile, overlap, align)
     th, tw = min(tile, h), min(tile, w)
     out = torch.zeros(n, 1, h, w, dtype=torch.float32, device=image.device)
     weight = torch.zeros(h, w, dtype=torch.float32, device=image.device)

@@ -16,6 +16,8 @@ import weakref
 import torch
 from torch import nn
 
+from darlkit.model.tiling import tile_starts
+
 __all__ = [
     "estimate_segment_memory",
     "available_memory",
@@ -176,9 +178,8 @@ def estimate_segment_memory(
         inputs = batch * subs_per_tile  # one tile: the whole batch in one pass
     else:
         align = 2 if polyphase else 1
-        from darlkit.model.inference import _tile_starts
 
-        per_image = len(_tile_starts(height, tile, overlap, align)) * len(_tile_starts(width, tile, overlap, align))
+        per_image = len(tile_starts(height, tile, overlap, align)) * len(tile_starts(width, tile, overlap, align))
         inputs = min(tile_batch, batch * per_image * subs_per_tile)
     sub_pixels = th * tw / subs_per_tile
     pixels = inputs * sub_pixels
