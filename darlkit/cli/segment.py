@@ -52,7 +52,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", metavar="IMAGE",
                    help="image files (PNG, TIFF, JPEG, GIF, BMP, PNM, DICOM), folders or glob patterns")
     p.add_argument("--checkpoint", type=Path, required=True, help="last.pt / best.pt of a training run, or a model folder (DARL.save_pretrained)")
-    p.add_argument("--out", type=Path, required=True, help="output folder for the masks")
+    p.add_argument("--out", type=argtypes.output_dir, required=True, help="output folder for the masks")
     p.add_argument("--channel", choices=CHANNELS, default="luma",
                    help="colour images: channel to segment (default luma; green for fundus photographs)")
     p.add_argument("--scale", type=argtypes.positive_float, default=1.0,
@@ -70,7 +70,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--soft", action="store_true", help="write the [-1, 1] output as grey levels, not a binary mask")
     p.add_argument("--ema", action="store_true", help="use the checkpoint's EMA weights")
     p.add_argument("--overwrite", action="store_true", help="replace existing masks in --out")
-    p.add_argument("--device", default="cpu", help="device (default cpu)")
+    p.add_argument("--device", type=argtypes.device, default="cpu", help="device (default cpu)")
     p.set_defaults(run=run)
     return p
 
@@ -113,32 +113,12 @@ def overlay_image(image, mask):
     return np.where(mask[..., None], tinted.round(), grey).astype(np.uint8)
 
 
-def _check_device(name: str):
-    import torch
-
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise CLIError(f"--device: unknown device {name!r} (expected cpu, cuda or cuda:N)") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise CLIError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise CLIError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    elif device.type not in ("cpu", "mps") or (device.type == "mps" and not torch.backends.mps.is_available()):
-        raise CLIError(f"--device {name}: not available on this machine (use --device cpu)")
-    return device
-
-
 def _prepare_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise CLIError(f"--out: {out} is a file, expected a folder")
+    """Create ``--out`` (checked by ``argtypes.output_dir`` when parsed: a writable or creatable folder)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CLIError(f"--out: cannot create folder {out}: {exc.strerror or exc}") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise CLIError(f"--out: folder {out} is not writable")
 
 
 def _check_outputs(files: list[Path], out: Path, overlay: bool, overwrite: bool) -> None:
@@ -287,12 +267,11 @@ def run(args: argparse.Namespace) -> int:
     files = list_image_files(list(args.images))
     if not (args.checkpoint.is_file() or args.checkpoint.is_dir()):
         raise CLIError(f"--checkpoint: file not found (nor a model folder): {args.checkpoint}")
-    device = _check_device(args.device)
     _prepare_out(args.out)
     _check_outputs(files, args.out, args.overlay, args.overwrite)
     written = segment_files(
         files, args.checkpoint, args.out, t=args.t, threshold=args.threshold, polyphase=args.polyphase,
-        soft=args.soft, use_ema=True if args.ema else None, device=str(device), channel=args.channel,
+        soft=args.soft, use_ema=True if args.ema else None, device=args.device, channel=args.channel,
         scale=args.scale, overlay=args.overlay, tile=args.tile, overlap=args.overlap, tile_batch=args.tile_batch,
     )
     masks = sum(1 for p in written if not p.name.endswith("_overlay.png"))
