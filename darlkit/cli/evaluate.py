@@ -104,9 +104,8 @@ def evaluate_checkpoint(
         ``darlkit.metrics.ALL_METRICS`` (plus ``dice_at_best_threshold`` with ``threshold``
         when asked); ``"roi"`` is true when the metrics were computed inside ROI masks.
     """
-    from darlkit.data import XCADDataset
     from darlkit.metrics import ALL_METRICS
-    from darlkit.training import evaluate_model, load_trained_model
+    from darlkit.training import evaluate_on_split
 
     if not data.is_dir():
         raise CLIError(f"--data: dataset folder not found: {data}")
@@ -117,27 +116,9 @@ def evaluate_checkpoint(
         raise CLIError(f"--checkpoint: file not found (nor a model folder): {checkpoint}")
     if max_images is not None and max_images < 1:
         raise CLIError(f"--max-images must be a positive integer, got {max_images}")
-    model, config = load_trained_model(checkpoint, device=device, use_ema=use_ema)
-    if t >= config.num_timesteps:
-        raise CLIError(f"--t must be < {config.num_timesteps}, got {t}")
-    dataset = XCADDataset(data, split=split, channel=channel)
-    if len(dataset) == 0:
-        raise CLIError(f"--data {data}: {split}/images holds no images")
-    with_roi = use_roi and "roi" in dataset.files
-    kw = dict(image_size=config.image_size, t=t, threshold=threshold, seed=seed, device=device,
-              max_images=max_images, use_roi=use_roi, metrics=ALL_METRICS)
-    result: dict[str, Any] = {
-        "checkpoint": str(checkpoint),
-        "data": str(data),
-        "split": split,
-        "roi": with_roi,
-        "n_images": len(dataset) if max_images is None else min(len(dataset), max_images),
-        "clean": evaluate_model(model, dataset, best_threshold=best_threshold, **kw),
-        "noise": {},
-    }
-    for sigma in noise_sigmas or []:
-        result["noise"][f"{sigma:g}"] = evaluate_model(model, dataset, noise_sigma=sigma, **kw)
-    return result
+    return evaluate_on_split(checkpoint, data, split, device=device, use_ema=use_ema, t=t, threshold=threshold,
+                             metrics=ALL_METRICS, noise_sigmas=noise_sigmas, seed=seed, max_images=max_images,
+                             use_roi=use_roi, best_threshold=best_threshold, channel=channel)
 
 
 def format_tables(result: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable
 
@@ -196,21 +197,43 @@ def evaluate_on_split(
     split: str = "test",
     *,
     device: str | torch.device = "cpu",
+    use_ema: bool | None = None,
+    t: int = 0,
+    threshold: float | None = None,
+    metrics: Sequence[str] | None = None,
+    noise_sigmas: Sequence[float] | None = None,
+    seed: int = 0,
+    max_images: int | None = None,
+    use_roi: bool = True,
+    best_threshold: bool = False,
+    channel: str = "luma",
 ) -> dict[str, Any]:
-    """IoU / Dice / precision / recall of a checkpoint on one split (mean and std over images;
-    inside the split's ``roi/`` masks when it has them).
+    """Per-image metrics of a checkpoint on one split, mean and std over images (inside the
+    split's ``roi/`` masks when it has them); ``darlkit evaluate`` and the recipes use it.
 
     Args:
-        checkpoint: ``best.pt`` / ``last.pt`` of a run (evaluated with the run's EMA setting).
+        checkpoint: ``best.pt`` / ``last.pt`` of a run, or a model folder.
         root: XCAD-layout dataset root.
         split: ``"test"`` or ``"val"``.
         device: Device of the forward passes.
+        use_ema: Use the EMA weights (``None``: the run's ``eval_ema`` setting).
+        t: Diffusion step for the one-step segmentation.
+        threshold: Vessel where the [-1, 1] output is above this (``None``: the run's
+            ``val_threshold``).
+        metrics: Metric names (default ``darlkit.metrics.DEFAULT_METRICS``).
+        noise_sigmas: Also evaluate with Gaussian noise of these sigmas (0-255 scale).
+        seed: Seed of the noise.
+        max_images: Evaluate at most this many images.
+        use_roi: Compute the metrics inside the split's ``roi/`` masks when present.
+        best_threshold: Add ``"dice_at_best_threshold"`` to the clean metrics.
+        channel: Colour reduction of colour images (``darlkit.data.read_image``).
 
     Returns:
-        ``{"checkpoint", "data", "split", "n_images", "clean": {metric: {"mean", "std", "n"}}}``.
+        ``{"checkpoint", "data", "split", "roi", "n_images", "clean": {metric: {"mean", "std",
+        "n"}}, "noise": {sigma: {metric: ...}}}``; ``"roi"`` is true when ROI masks were used.
 
     Raises:
-        ValueError: If ``split`` is unknown or has no images.
+        ValueError: If ``split`` is unknown or has no images, or ``t`` is not below the model's T.
     """
     from darlkit.data import XCADDataset
     from darlkit.training.inference import evaluate_model, load_trained_model
@@ -220,12 +243,24 @@ def evaluate_on_split(
     root = Path(root)
     if not _has_images(root / split / "images"):
         raise ValueError(f"{root / split / 'images'} holds no images to evaluate")
-    dataset = XCADDataset(root, split=split)
-    model, config = load_trained_model(checkpoint, device=device)
-    metrics = evaluate_model(model, dataset, image_size=config.image_size, threshold=config.val_threshold,
-                             device=device)
-    return {"checkpoint": str(checkpoint), "data": str(root), "split": split, "n_images": len(dataset),
-            "clean": metrics}
+    model, config = load_trained_model(checkpoint, device=device, use_ema=use_ema)
+    if t >= config.num_timesteps:
+        raise ValueError(f"--t must be < {config.num_timesteps}, got {t}")
+    dataset = XCADDataset(root, split=split, channel=channel)
+    kw = dict(image_size=config.image_size, t=t, threshold=config.val_threshold if threshold is None else threshold,
+              seed=seed, device=device, max_images=max_images, use_roi=use_roi, metrics=metrics)
+    result: dict[str, Any] = {
+        "checkpoint": str(checkpoint),
+        "data": str(root),
+        "split": split,
+        "roi": use_roi and "roi" in dataset.files,
+        "n_images": len(dataset) if max_images is None else min(len(dataset), max_images),
+        "clean": evaluate_model(model, dataset, best_threshold=best_threshold, **kw),
+        "noise": {},
+    }
+    for sigma in noise_sigmas or []:
+        result["noise"][f"{sigma:g}"] = evaluate_model(model, dataset, noise_sigma=sigma, **kw)
+    return result
 
 
 def train_on_folder(
