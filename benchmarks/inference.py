@@ -40,6 +40,7 @@ from typing import Any, Callable
 import torch
 
 from darlkit._platform import device_name
+from darlkit.metrics import dice_score
 from darlkit.model.export import OneStepSegmenter, export_segmenter, load_exported
 from darlkit.training import TrainConfig, build_networks
 
@@ -76,13 +77,6 @@ def build_variant(name: str, model: torch.nn.Module, workdir: Path) -> tuple[Cal
         if name.endswith("bf16"):
             fn = _bf16(fn)
     return fn, time.perf_counter() - t0
-
-
-def _dice(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a > 0, b > 0
-    inter = (a & b).sum().item()
-    total = a.sum().item() + b.sum().item()
-    return 1.0 if total == 0 else 2.0 * inter / total
 
 
 def time_cell(fn: Callable, x: torch.Tensor, repeats: int) -> dict[str, Any]:
@@ -141,7 +135,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             elif base is not None:
                                 entry["speedup_vs_eager"] = base[0] / cell["median_s"]
                                 entry["max_abs_diff_vs_eager"] = float((out - base[1]).abs().max())
-                                entry["mask_dice_vs_eager"] = _dice(out, base[1])
+                                entry["mask_dice_vs_eager"] = float(dice_score(out, (base[1] > 0).float()).mean())
                     rows.append(entry)
                     _print_row(entry)
     return {
