@@ -196,10 +196,10 @@ import json, sys
 from triton.backends.compiler import GPUTarget
 from triton.compiler.compiler import ASTSource
 import triton
-from darlkit.kernels import triton_norm
+from darlkit.kernels import triton_kernels
 
 name, consts, ptr_types = json.loads(sys.argv[1])
-fn = getattr(triton_norm._kernels(False), name)
+fn = getattr(triton_kernels.build_kernels(False), name)
 sig = {}
 for arg in fn.arg_names:
     if arg in consts:

@@ -5,9 +5,9 @@ Backends (the accepted values of every ``backend`` argument, see ``BACKENDS``):
 - ``"eager"``: the reference composite of PyTorch ops (``darlkit.kernels.reference``).
 - ``"compile"``: hand-written forward/backward (``darlkit.kernels.composite``) compiled with
   ``torch.compile`` (any device/dtype ``torch.compile`` supports; float64 included).
-- ``"triton"``: the Triton kernels (``darlkit.kernels.triton_norm``); CUDA tensors, or CPU
-  tensors through Triton's interpreter when ``TRITON_INTERPRET=1`` is set; float32, bfloat16
-  and float16.
+- ``"triton"``: the Triton kernels (``darlkit.kernels.triton_norm``; device code in
+  ``darlkit.kernels.triton_kernels``); CUDA tensors, or CPU tensors through Triton's
+  interpreter when ``TRITON_INTERPRET=1`` is set; float32, bfloat16 and float16.
 - ``"auto"``: ``"triton"`` on CUDA when triton is installed and the dtype is supported;
   ``"compile"`` on CPU when a one-time probe compile succeeds and the input has at least
   ``AUTO_COMPILE_MIN_NUMEL`` elements (below that, compiled code saves nothing worth a compile);
