@@ -22,7 +22,7 @@ def test_quickstart_smoke_runs_every_stage(tmp_path, capsys):
     ckpt = load_checkpoint(out / "run" / "last.pt")
     assert ckpt["step"] == 2 and ckpt["config"]["preset_name"] == "tiny" and ckpt["config"]["image_size"] == 32
     assert ckpt["config"]["seed"] == QUICKSTART_DEFAULTS["smoke"]["seed"]
-    assert ckpt["config"]["disc_base_channels"] == 32
+    assert ckpt["discriminator_config"]["base_channels"] == 32
     assert "64x64 windows of 128x128 renders" in text
     evaluation = json.loads((out / "run" / "evaluation.json").read_text())
     assert evaluation["n_images"] == 2 and 0.0 <= evaluation["clean"]["dice"]["mean"] <= 1.0

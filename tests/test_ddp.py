@@ -10,7 +10,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from darlkit.training import DARLTrainer, build_networks, load_checkpoint
-from test_training_support import RandomTrainSet, micro_config
+from test_training_support import build_micro, micro_model, RandomTrainSet, micro_config
 
 STEPS = 2
 
@@ -26,7 +26,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         cfg = micro_config(batch_size=2 // world, pool_size=0, ckpt_every=0)
-        model, d_s, d_a = build_networks(cfg)
+        model, d_s, d_a = build_micro(cfg)
         trainer = DARLTrainer(model, d_s, d_a, cfg, out_dir=out_dir, progress=False, **SGD)
         assert trainer.world_size == world and trainer.rank == rank
         trainer.fit(RandomTrainSet(6, 32), steps=STEPS)
@@ -40,7 +40,7 @@ def test_two_gloo_processes_match_one_process_with_the_global_batch(tmp_path):
     mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(ddp_dir)), nprocs=2, join=True)
 
     cfg = micro_config(batch_size=2, pool_size=0, ckpt_every=0)
-    model, d_s, d_a = build_networks(cfg)
+    model, d_s, d_a = build_micro(cfg)
     single = DARLTrainer(model, d_s, d_a, cfg, progress=False, **SGD)
     assert isinstance(single.opt_g, torch.optim.SGD) and isinstance(single.opt_d, torch.optim.SGD)
     single.fit(RandomTrainSet(6, 32), steps=STEPS)
@@ -54,7 +54,7 @@ def test_two_gloo_processes_match_one_process_with_the_global_batch(tmp_path):
         for name, value in ddp[key].items():
             torch.testing.assert_close(value, want[name], rtol=1e-4, atol=1e-5, msg=f"{key}.{name}")
     # and the networks actually moved away from their initialisation
-    init_model, _, _ = build_networks(cfg)
+    init_model, _, _ = build_micro(cfg)
     moved = [k for k, v in init_model.state_dict().items() if not torch.equal(v, ddp["model"][k])]
     assert moved
 

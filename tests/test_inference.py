@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
-from test_training_support import micro_config
+from test_training_support import build_micro, micro_model, micro_config
 from torch import nn
 
 from darlkit.model import default_tile, pad_to_multiple, segment_image, segment_tiled
@@ -22,7 +22,7 @@ from darlkit.training import build_networks
 @pytest.fixture(scope="module")
 def micro():
     """Micro DARL (image_size 32, size_multiple 4): fast at any size."""
-    model, _, _ = build_networks(micro_config())
+    model, _, _ = build_micro(micro_config())
     return model.eval()
 
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from darlkit.losses import polarity_loss
 from darlkit.training import DARLTrainer, build_networks
-from test_training_support import RandomTrainSet, micro_config
+from test_training_support import build_micro, micro_model, RandomTrainSet, micro_config
 
 
 def test_hand_computed_values():
@@ -96,7 +96,7 @@ def test_generator_loss_adds_the_weighted_prior():
     for w in (0.0, 2.5):
         cfg = micro_config(pool_size=0, polarity_weight=w, polarity_margin=0.1)
         torch.manual_seed(0)
-        trainer = DARLTrainer(*build_networks(cfg), cfg, progress=False)
+        trainer = DARLTrainer(*build_micro(cfg), cfg, progress=False)
         losses[w] = trainer.train_step(batch)
     assert "loss_pol" not in losses[0.0] and losses[2.5]["loss_pol"] > 0.0
     for name in ("loss_diff", "loss_adv", "loss_cyc"):

@@ -20,8 +20,8 @@ from darlkit.nets import (
     network_config,
     network_from_config,
 )
-from darlkit.training import DARLTrainer, TrainConfig, build_networks, load_checkpoint, load_trained_model
-from test_training_support import RandomTrainSet, micro_config
+from darlkit.training import DARLTrainer, ModelConfig, TrainConfig, build_networks, load_checkpoint, load_trained_model
+from test_training_support import build_micro, micro_model, RandomTrainSet, micro_config
 
 FIXTURES = Path(__file__).parent / "fixtures"
 NETS = [
@@ -33,7 +33,7 @@ NETS = [
 
 
 def _tiny_darl() -> DARL:
-    model, _, _ = build_networks(micro_config())
+    model, _, _ = build_micro(micro_config())
     return model.eval()
 
 
@@ -139,7 +139,7 @@ def test_broken_model_folders_are_named(tmp_path):
     (tmp_path / "m" / "model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(ValueError, match="not a readable safetensors file"):
         DARL.from_pretrained(tmp_path / "m")
-    other = build_networks(micro_config(gen_base_channels=16))[0]
+    other = build_micro(micro_config(), micro_model(generator__base_channels=16))[0]
     other.save_pretrained(tmp_path / "o")
     shutil.copy(tmp_path / "m" / "config.json", tmp_path / "o" / "config.json")
     with pytest.raises(ValueError, match="does not match config.json"):
@@ -151,7 +151,7 @@ def test_broken_model_folders_are_named(tmp_path):
 
 def test_training_checkpoint_holds_the_model_config_and_loads_like_a_folder(tmp_path):
     cfg = micro_config(ema_decay=0.5, eval_ema=True)
-    trainer = DARLTrainer(*build_networks(cfg), cfg, out_dir=tmp_path / "run", progress=False)
+    trainer = DARLTrainer(*build_micro(cfg), cfg, out_dir=tmp_path / "run", progress=False)
     trainer.fit(RandomTrainSet(4, 32), steps=2)
     state = load_checkpoint(tmp_path / "run" / "last.pt")
     assert state["model_config"] == trainer.model.config
@@ -163,8 +163,10 @@ def test_training_checkpoint_holds_the_model_config_and_loads_like_a_folder(tmp_
     raw.save_pretrained(tmp_path / "folder")
     model, config = load_trained_model(tmp_path / "folder")
     assert torch.equal(_outputs(model)[0], _outputs(raw)[0])
-    assert (config.image_size, config.num_timesteps, config.unet_channel_mults) == (32, 2000, (1, 2))
-    assert config.gen_base_channels == cfg.gen_base_channels and config.spade_hidden == cfg.spade_hidden
+    net = ModelConfig.from_dict(model.config)
+    assert (config.image_size, model.num_timesteps, net.unet["channel_mults"]) == (32, 2000, (1, 2))
+    assert ModelConfig.from_checkpoint(state) == micro_model()  # networks and discriminators
+    assert (net.unet, net.generator, net.diffusion) == (micro_model().unet, micro_model().generator, micro_model().diffusion)
 
 
 @pytest.fixture
@@ -184,15 +186,17 @@ def test_checkpoint_of_the_previous_format_loads_with_its_numbers(old_checkpoint
         load_model(old_checkpoint)
     for name, ema in (("raw", False), ("ema", True)):
         model, config = load_trained_model(old_checkpoint, use_ema=ema)
-        assert config.num_timesteps == 100 and config.gen_base_channels == 2
+        assert model.num_timesteps == 100 and model.generator.config["base_channels"] == 2
         with torch.no_grad():
             assert torch.equal(model.segment(ref["input"]), ref[f"{name}_t0"]), name
             assert torch.equal(model.segment(ref["input"], t=5, noise=ref["noise"]), ref[f"{name}_t5"]), name
 
 
 def test_checkpoint_of_the_previous_format_resumes(old_checkpoint):
-    config = TrainConfig.from_dict(load_checkpoint(old_checkpoint)["config"])
-    trainer = DARLTrainer(*build_networks(config), config, progress=False)
+    state = load_checkpoint(old_checkpoint)
+    config, net = TrainConfig.from_dict(state["config"]), ModelConfig.from_checkpoint(state)  # flat fields mapped
+    assert (net.unet["base_channels"], net.discriminator["base_channels"], net.t_a_max) == (2, 2, 20)
+    trainer = DARLTrainer(*build_micro(config, net), config, progress=False)
     trainer.load(old_checkpoint)
     assert trainer.step == 2 and len(trainer.pool_mask) == 2
     result = trainer.fit(RandomTrainSet(2, 32), steps=3)
@@ -205,7 +209,7 @@ def test_checkpoint_config_with_unknown_keys_warns_and_loads(tmp_path, old_check
     torch.save(state, tmp_path / "future.pt")
     with pytest.warns(UserWarning, match="a_field_from_the_future"):
         model, config = load_trained_model(tmp_path / "future.pt")
-    assert config.num_timesteps == 100
+    assert model.num_timesteps == 100 and config.image_size == 32
 
 
 def test_segment_cli_accepts_a_model_folder(tmp_path):

@@ -18,13 +18,13 @@ import darlkit.losses
 from darlkit.data import XCADDataset
 from darlkit.training import DARLTrainer, DatasetCheckError, build_networks, load_checkpoint
 from darlkit.training.nonfinite import NonFiniteLossError
-from test_training_support import RandomTestSet, RandomTrainSet, make_xcad, micro_config
+from test_training_support import build_micro, micro_model, RandomTestSet, RandomTrainSet, make_xcad, micro_config
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _trainer(config, out=None, **kw):
-    model, d_s, d_a = build_networks(config)
+    model, d_s, d_a = build_micro(config)
     return DARLTrainer(model, d_s, d_a, config, out_dir=out, progress=False, **kw)
 
 

@@ -12,11 +12,11 @@ import torch.nn.functional as F
 from darlkit.losses import ImagePool
 from darlkit.training import DARLTrainer, StepSampler, build_networks, load_checkpoint
 from darlkit.training.trainer import _mix_seed
-from test_training_support import RandomTestSet, RandomTrainSet, micro_config
+from test_training_support import build_micro, micro_model, RandomTestSet, RandomTrainSet, micro_config
 
 
-def _trainer(config, tmp_path=None, **kw):
-    model, d_s, d_a = build_networks(config)
+def _trainer(config, tmp_path=None, model_config=None, **kw):
+    model, d_s, d_a = build_micro(config, model_config)
     return DARLTrainer(model, d_s, d_a, config, out_dir=tmp_path, progress=False, **kw)
 
 
@@ -35,7 +35,7 @@ def test_one_iteration_matches_reference_update():
     """train_step == the SPEC iteration written out by hand (G step, frozen D, pooled D step)."""
     cfg = micro_config(pool_size=0, lr=1e-3, lr_d=2e-3)
     trainer = _trainer(cfg)
-    ref_model, ref_ds, ref_da = build_networks(cfg)
+    ref_model, ref_ds, ref_da = build_micro(cfg)
     data = RandomTrainSet(4, 32)
     batch = {k: torch.stack([data[i][k] for i in (0, 1)]) for k in ("angiogram", "background", "mask")}
     opt_g = torch.optim.Adam(ref_model.parameters(), lr=1e-3, betas=(0.5, 0.999))
@@ -43,8 +43,8 @@ def test_one_iteration_matches_reference_update():
 
     # The trainer's draws for step 0 (global batch = local batch in one process).
     g = torch.Generator().manual_seed(_mix_seed(cfg.seed, 0, 0x5EED))
-    t_a = torch.randint(0, cfg.t_a_max, (2,), generator=g)
-    t_b = torch.randint(0, cfg.num_timesteps, (2,), generator=g)
+    t_a = torch.randint(0, ref_model.t_a_max, (2,), generator=g)
+    t_b = torch.randint(0, ref_model.num_timesteps, (2,), generator=g)
     noise = torch.randn((2, 1, 32, 32), generator=g)
 
     paths = ref_model.forward_paths(batch["angiogram"], batch["background"], batch["mask"], t_a=t_a, t_b=t_b, noise=noise)
@@ -133,8 +133,8 @@ def test_resume_mid_run_from_intermediate_checkpoint(tmp_path):
 def test_resume_refuses_other_architecture(tmp_path):
     cfg = micro_config()
     _trainer(cfg, tmp_path).fit(RandomTrainSet(4, 32), steps=1)
-    other = _trainer(micro_config(gen_base_channels=16), tmp_path)
-    with pytest.raises(ValueError, match="gen_base_channels"):
+    other = _trainer(micro_config(), tmp_path, micro_model(generator__base_channels=16))
+    with pytest.raises(ValueError, match=r"generator.base_channels \(checkpoint: 8, requested: 16\)"):
         other.load(tmp_path / "last.pt")
 
 

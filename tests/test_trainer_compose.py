@@ -17,13 +17,13 @@ from darlkit.training import (
     load_checkpoint,
     step_batches,
 )
-from test_training_support import RandomTestSet, RandomTrainSet, micro_config
+from test_training_support import build_micro, micro_model, RandomTestSet, RandomTrainSet, micro_config
 
 HALVE = functools.partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5)
 
 
 def _trainer(cfg, out_dir=None, **kw):
-    return DARLTrainer(*build_networks(cfg), cfg, out_dir=out_dir, progress=False, **kw)
+    return DARLTrainer(*build_micro(cfg), cfg, out_dir=out_dir, progress=False, **kw)
 
 
 def _weights(trainer):
@@ -42,7 +42,7 @@ def test_default_optimisers_are_the_papers_adam():
 
 def test_injected_instance_and_factory_are_used():
     cfg = micro_config()
-    model, d_s, d_a = build_networks(cfg)
+    model, d_s, d_a = build_micro(cfg)
     frozen = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0)
     t = DARLTrainer(model, d_s, d_a, cfg, progress=False, optimizer_g=frozen,
                     optimizer_d=functools.partial(torch.optim.SGD, lr=0.1))
@@ -59,7 +59,7 @@ def test_injected_instance_and_factory_are_used():
 
 def test_bad_optimiser_and_scheduler_arguments_are_named():
     cfg = micro_config()
-    model, d_s, d_a = build_networks(cfg)
+    model, d_s, d_a = build_micro(cfg)
     with pytest.raises(ValueError, match="optimizer_g steps"):
         DARLTrainer(model, d_s, d_a, cfg, progress=False, optimizer_g=torch.optim.SGD(d_s.parameters(), lr=1))
     with pytest.raises(ValueError, match="optimizer_d .*missing"):

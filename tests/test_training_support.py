@@ -46,13 +46,6 @@ def micro_config(**overrides) -> TrainConfig:
         t_b_max=None,
         image_size=32,
         batch_size=2,
-        unet_base_channels=8,
-        unet_channel_mults=(1, 2),
-        unet_attn_resolutions=(),
-        unet_norm_groups=4,
-        gen_base_channels=8,
-        spade_hidden=8,
-        disc_base_channels=8,
         pool_size=3,
         val_every=0,
         ckpt_every=0,
@@ -60,6 +53,27 @@ def micro_config(**overrides) -> TrainConfig:
     )
     values.update(overrides)
     return TrainConfig.preset("tiny", **values)
+
+
+MICRO_MODEL = {
+    "unet.base_channels": 8, "unet.channel_mults": (1, 2), "unet.attn_resolutions": (), "unet.norm_groups": 4,
+    "generator.base_channels": 8, "generator.spade_hidden": 8, "discriminator.base_channels": 8,
+}
+"""The networks of :func:`micro_config` runs (on top of the tiny preset's)."""
+
+
+def micro_model(**overrides):
+    """The micro networks' ModelConfig; ``overrides`` use ``__`` for the dot (``generator__base_channels=16``)."""
+    from darlkit.training import ModelConfig
+
+    return ModelConfig.preset("tiny", {**MICRO_MODEL, **{k.replace("__", "."): v for k, v in overrides.items()}})
+
+
+def build_micro(config, model=None, **kw):
+    """``build_networks(config, model or micro_model())``."""
+    from darlkit.training import build_networks
+
+    return build_networks(config, model if model is not None else micro_model(), **kw)
 
 
 def make_xcad(root, n_train: int = 4, n_test: int = 2, size: int = 64, seed: int = 0):

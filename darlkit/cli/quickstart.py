@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from darlkit.cli import CLIError, argtypes
-from darlkit.cli.train import add_training_arguments  # the training options shared with `darlkit train`
+from darlkit.cli.options import add_training_arguments, build_configs  # shared with `darlkit train`
 
 __all__ = ["add_parser", "run", "QUICKSTART_DEFAULTS"]
 
@@ -82,7 +82,6 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from darlkit.cli.train import build_config
     from darlkit.training import train_on_folder, write_quickstart_data
 
     t0 = time.perf_counter()
@@ -110,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         args.image_size = size // 2
     if args.smoke and args.val_every is None:
         args.val_every = 0
-    config = build_config(args, "tiny")
+    config, model_config = build_configs(args, "tiny")
     device = torch.device(args.device) if args.device else None
     if device is not None and device.type == "cuda" and not torch.cuda.is_available():
         raise CLIError(f"--device {args.device}: CUDA is not available on this machine")
@@ -138,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--budget-min must be a positive number of minutes, got {budget}")
     # Reserve time for evaluation and segmentation after training.
     time_limit = None if budget is None else max(30.0, budget * 60.0 - (time.perf_counter() - t0) - 30.0)
-    result = train_on_folder(config, data_root, run_dir, steps=args.steps, device=device, progress=progress,
+    result = train_on_folder(config, data_root, run_dir, model_config=model_config, steps=args.steps, device=device,
+                             progress=progress,
                              time_limit=time_limit, evaluate_test=False, log=lambda line: print("      " + line))
     if result.get("stopped_early"):
         print(f"      stopped at step {result['step']} to stay within the {budget:g}-minute budget")

@@ -232,8 +232,8 @@ def segment_files(
     from darlkit.training import load_trained_model
 
     model, config = load_trained_model(checkpoint, device=device, use_ema=use_ema)
-    if t >= config.num_timesteps:
-        raise CLIError(f"--t must be < {config.num_timesteps} (the diffusion steps of this model), got {t}")
+    if t >= model.num_timesteps:
+        raise CLIError(f"--t must be < {model.num_timesteps} (the diffusion steps of this model), got {t}")
     options = dict(
         device=device, scale=float(scale), t=t, polyphase={"auto": "auto", "on": True, "off": False}[polyphase],
         tile=tile, overlap=overlap, tile_batch=tile_batch,

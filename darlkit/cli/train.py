@@ -24,74 +24,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 from darlkit.cli import CLIError, argtypes
+from darlkit.cli.options import add_training_arguments, build_configs, config_overrides
 
 __all__ = [
     "add_parser",
     "run",
-    "add_training_arguments",
-    "build_config",
-    "config_overrides",
     "resumed_config",
     "prepare_run_folder",
     "train_from_args",
     "synthesise_once",
     "SYNTH_COMPLETE_MARKER",
 ]
-
-
-_VALUE = object()  # stands for the flag's parsed value in CONFIG_FLAGS
-
-
-def _config_flags() -> tuple[tuple[str, dict[str, Any], dict[str, Any]], ...]:
-    """``(flag, TrainConfig fields it sets, argparse options)``: the one table from CLI flags to the config.
-
-    ``_VALUE`` in the fields stands for the parsed value; every flag defaults to ``None`` (the
-    preset's value). The values are validated by ``TrainConfig`` itself when it is built.
-    """
-    from darlkit.kernels import BACKENDS
-    from darlkit.training import AMP_MODES
-
-    flag_on = {"action": "store_const", "const": True, "default": None}
-    return (
-        ("--batch-size", {"batch_size": _VALUE},
-         {"type": argtypes.positive_int, "help": "images per step and process"}),
-        ("--lr", {"lr": _VALUE, "lr_d": _VALUE},
-         {"type": argtypes.positive_float, "help": "learning rate of all optimisers"}),
-        ("--image-size", {"image_size": _VALUE}, {"type": argtypes.positive_int, "help": "training crop side"}),
-        ("--val-every", {"val_every": _VALUE},
-         {"type": argtypes.non_negative_int, "help": "validate every N steps (0: at the end)"}),
-        ("--seed", {"seed": _VALUE}, {"type": argtypes.non_negative_int, "help": "seed of init, data order and draws"}),
-        ("--amp", {"amp": _VALUE}, {"choices": AMP_MODES, "help": "mixed precision (bf16 autocast; fp16 on CUDA)"}),
-        ("--backend", {"backend": _VALUE}, {"choices": BACKENDS, "help": "kernel backend of the norm layers"}),
-        ("--channels-last", {"channels_last": _VALUE}, {**flag_on, "help": "channels-last memory format"}),
-        ("--compile", {"compile": _VALUE}, {**flag_on, "help": "torch.compile the networks"}),
-        ("--ema", {"ema_decay": _VALUE, "eval_ema": True},
-         {"type": float, "metavar": "DECAY", "help": "keep an EMA of the weights and evaluate with it"}),
-        ("--grad-clip", {"grad_clip": _VALUE},
-         {"type": argtypes.positive_float, "help": "clip gradient norms to this value"}),
-        ("--workers", {"num_workers": _VALUE}, {"type": argtypes.non_negative_int, "help": "DataLoader workers"}),
-        ("--save-every", {"ckpt_every": _VALUE},
-         {"type": argtypes.non_negative_int, "metavar": "N",
-          "help": "write OUT/last.pt every N steps (0: only at the end; default: the preset's ckpt_every)"}),
-        ("--skip-nonfinite", {"skip_nonfinite": _VALUE},
-         {"type": argtypes.non_negative_int, "metavar": "N",
-          "help": "skip up to N consecutive steps whose loss is NaN/Inf (default 0: stop at the first, "
-                  "keeping the last good checkpoint)"}),
-    )
-
-
-def add_training_arguments(p: argparse.ArgumentParser) -> None:
-    """Register the options shared by ``train`` and ``quickstart``: the preset, the run-config flags
-    of :func:`_config_flags` and the process options (steps, device, threads, progress)."""
-    from darlkit.training import PRESETS
-
-    p.add_argument("--preset", choices=PRESETS, default=None, help="configuration preset (default: paper; quickstart: tiny)")
-    p.add_argument("--steps", type=argtypes.non_negative_int, default=None, help="total training iterations")
-    for flag, _, options in _config_flags():
-        p.add_argument(flag, **{"default": None, **options})
-    p.add_argument("--device", type=argtypes.device, default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    p.add_argument("--threads", type=argtypes.positive_int, default=None, help="torch CPU threads")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -132,59 +75,33 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The ``TrainConfig`` fields set explicitly by the options of :func:`add_training_arguments`.
-
-    Args:
-        args: Parsed arguments.
-
-    Returns:
-        ``{field: value}`` for every option given on the command line.
-    """
-    overrides: dict[str, Any] = {}
-    for flag, fields, _ in _config_flags():
-        value = getattr(args, flag[2:].replace("-", "_"), None)
-        if value is not None:
-            overrides.update({k: value if v is _VALUE else v for k, v in fields.items()})
-    return overrides
-
-
-def build_config(args: argparse.Namespace, default_preset: str = "paper"):
-    """The :class:`~darlkit.training.TrainConfig` of parsed CLI arguments.
-
-    Args:
-        args: Parsed arguments with the options of :func:`add_training_arguments`.
-        default_preset: Preset used when ``--preset`` is not given.
-
-    Returns:
-        The validated configuration.
-    """
-    from darlkit.training import TrainConfig
-
-    return TrainConfig.preset(args.preset or default_preset, **config_overrides(args))
-
-
 def resumed_config(args: argparse.Namespace, checkpoint: Path):
-    """The configuration of a resumed run: the checkpoint's, with the options given explicitly.
+    """The configurations of a resumed run: the checkpoint's, with the options given explicitly.
 
     Args:
         args: Parsed arguments (``--preset`` must be absent or the checkpoint's).
         checkpoint: The checkpoint to continue.
 
     Returns:
-        The validated configuration (see :func:`darlkit.training.resume_config`).
+        ``(TrainConfig, ModelConfig)``, validated (see :func:`darlkit.training.resume_config`
+        and :func:`darlkit.training.resume_model_config`).
 
     Raises:
         CLIError: If ``--preset`` differs from the checkpoint's preset.
         ValueError: If an option changes a setting that is fixed on resume (names and values).
     """
-    from darlkit.training import load_checkpoint, resume_config
+    from darlkit.training import ModelConfig, check_run, load_checkpoint, resume_config, resume_model_config
 
-    stored = load_checkpoint(checkpoint)["config"]
+    state = load_checkpoint(checkpoint)
+    stored = state["config"]
     if args.preset is not None and args.preset != stored.get("preset_name"):
         raise CLIError(f"--preset {args.preset}: the checkpoint {checkpoint} was trained with preset "
                        f"{stored.get('preset_name')!r} (omit --preset when resuming)")
-    return resume_config(stored, config_overrides(args))
+    config = resume_config(stored, config_overrides(args))
+    stored_model = ModelConfig.from_checkpoint(state)
+    model = resume_model_config(stored_model, stored_model.parse_overrides(args.net or []))
+    check_run(config, model)
+    return config, model
 
 
 def prepare_run_folder(args: argparse.Namespace) -> None:
@@ -312,7 +229,7 @@ def train_from_args(args: argparse.Namespace, *, default_preset: str = "paper", 
             raise CLIError(f"--resume: checkpoint not found: {resume}")
     elif resume is True and not (args.out / "last.pt").is_file():
         raise CLIError(f"--resume: no checkpoint to continue in {args.out} (expected {args.out / 'last.pt'})")
-    config = build_config(args, default_preset) if resume is None else resumed_config(
+    config, model = build_configs(args, default_preset) if resume is None else resumed_config(
         args, args.out / "last.pt" if resume is True else resume)
     device = _resolve_device(args.device)
     if config.amp == "fp16" and device.type != "cuda":
@@ -325,7 +242,7 @@ def train_from_args(args: argparse.Namespace, *, default_preset: str = "paper", 
     try:
         # best.pt is chosen on DATA/val when it has images, else on DATA/test (said in one line);
         # with val/, the chosen checkpoint is evaluated once on test/ at the end.
-        return train_on_folder(config, root, args.out, steps=args.steps, device=device,
+        return train_on_folder(config, root, args.out, model_config=model, steps=args.steps, device=device,
                                progress=not args.no_progress, resume=resume, time_limit=time_limit, log=log,
                                check_files=False)  # checked above, before the datasets were built
     finally:
@@ -345,6 +262,8 @@ def run(args: argparse.Namespace) -> int:
         Exit status 0.
     """
     prepare_run_folder(args)  # before writing anything into --out
+    if args.resume is None:
+        build_configs(args)  # bad settings fail before any data is synthesised
     data_root = None
     if args.synthetic:
         from darlkit.synthesis import write_synthetic_xcad

@@ -17,7 +17,7 @@ from darlkit.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from darlkit.training.config import AMP_MODES, PRESETS, TrainConfig
+from darlkit.training.config import AMP_MODES, LEGACY_MODEL_FIELDS, PRESETS, TrainConfig
 from darlkit.training.inference import (
     add_gaussian_noise,
     evaluate_model,
@@ -28,13 +28,16 @@ from darlkit.training.inference import (
 from darlkit.training.figures import save_figure
 from darlkit.training.guard import RunGuard
 from darlkit.training.logs import RunLog
-from darlkit.training.networks import NETWORK_FIELDS, build_networks, model_config, train_fields
+from darlkit.training.networks import MODEL_PRESETS, WIRED, ModelConfig, build_networks, check_run, settable
 from darlkit.training.nonfinite import NonFiniteLoss, NonFiniteLossError
 from darlkit.training.optim import build_optimizer, build_scheduler, paper_adam
 from darlkit.training.preflight import DatasetCheckError, PreflightReport, check_dataset_files, check_training_datasets
 from darlkit.training.resume import (
     CHANGEABLE_ON_RESUME,
+    MODEL_CHANGEABLE_ON_RESUME,
     apply_optimizer_settings,
+    check_model_changes,
+    resume_model_config,
     check_resume_changes,
     config_changes,
     resume_config,
@@ -62,10 +65,13 @@ __all__ = [
     "TrainConfig",
     "PRESETS",
     "AMP_MODES",
+    "LEGACY_MODEL_FIELDS",
+    "ModelConfig",
+    "MODEL_PRESETS",
+    "WIRED",
+    "settable",
+    "check_run",
     "build_networks",
-    "model_config",
-    "train_fields",
-    "NETWORK_FIELDS",
     "check_dataset_files",
     "check_training_datasets",
     "RunGuard",
@@ -78,6 +84,9 @@ __all__ = [
     "clear_run_files",
     "truncate_logs",
     "CHANGEABLE_ON_RESUME",
+    "MODEL_CHANGEABLE_ON_RESUME",
+    "check_model_changes",
+    "resume_model_config",
     "config_changes",
     "check_resume_changes",
     "resume_config",

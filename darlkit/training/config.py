@@ -1,4 +1,8 @@
-"""Training configuration: the paper's defaults, a tiny CPU preset and a small real-image CPU preset."""
+"""Training configuration: the paper's defaults, a tiny CPU preset and a small real-image CPU preset.
+
+:class:`TrainConfig` holds the training half of a run; the networks are described by
+:class:`darlkit.training.ModelConfig` (same preset names, :data:`darlkit.training.MODEL_PRESETS`).
+"""
 
 from __future__ import annotations
 
@@ -7,24 +11,42 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TrainConfig", "PRESETS", "AMP_MODES"]
+__all__ = ["TrainConfig", "PRESETS", "AMP_MODES", "LEGACY_MODEL_FIELDS"]
 
 AMP_MODES: tuple[str, ...] = ("none", "bf16", "fp16")
 """Accepted values of ``TrainConfig.amp``."""
 
 PRESETS: tuple[str, ...] = ("paper", "tiny", "small")
-"""Names accepted by ``TrainConfig.preset``."""
+"""Names accepted by ``TrainConfig.preset`` (and ``ModelConfig.preset``)."""
+
+LEGACY_MODEL_FIELDS: dict[str, str] = {
+    "unet_base_channels": "unet.base_channels",
+    "unet_channel_mults": "unet.channel_mults",
+    "unet_num_res_blocks": "unet.num_res_blocks",
+    "unet_attn_resolutions": "unet.attn_resolutions",
+    "unet_norm_groups": "unet.norm_groups",
+    "gen_base_channels": "generator.base_channels",
+    "spade_hidden": "generator.spade_hidden",
+    "backend": "generator.backend",
+    "disc_base_channels": "discriminator.base_channels",
+    "beta_schedule": "diffusion.schedule",
+    "num_timesteps": "diffusion.timesteps",
+    "t_a_max": "t_a_max",
+}
+"""The network fields that ``TrainConfig`` held before the networks had a configuration of their
+own -> their ``ModelConfig`` keys: the one table that reads old checkpoints
+(``ModelConfig.from_checkpoint``); :meth:`TrainConfig.from_dict` skips these keys silently."""
 
 
 @dataclass
 class TrainConfig:
-    """Every setting of a DARL training run.
+    """Every training setting of a DARL run (the networks: :class:`~darlkit.training.ModelConfig`).
 
     The defaults are the paper's (SPEC "Training"): Adam with lr 5e-6 and betas (0.5, 0.999)
     for the diffusion module + generator and for both discriminators, alpha = 0.2 (adversarial
-    weight), beta = 5.0 (cycle weight), a 50-image history pool, ``t_a`` drawn from
-    ``{0, ..., t_a_max - 1}`` with ``t_a_max = 200``, batch 1, 256x256 crops, the official network
-    widths and T = 2000 linear diffusion steps. ``TrainConfig.preset("tiny")`` returns a
+    weight), beta = 5.0 (cycle weight), a 50-image history pool, ``t_b`` drawn from all T steps,
+    batch 1 and 256x256 crops (the networks, ``t_a < 200`` and T = 2000 linear steps are
+    ``ModelConfig()``'s defaults). ``TrainConfig.preset("tiny")`` returns a
     configuration that trains in minutes on a CPU (smaller crops and networks, a higher learning
     rate, a larger batch); every loss term of the method is kept.
 
@@ -42,19 +64,7 @@ class TrainConfig:
         alpha: Weight of the generator's LSGAN terms.
         beta: Weight of the cycle loss.
         pool_size: History-pool size for discriminator fakes (0 disables the pool).
-        t_a_max: ``t_a`` is drawn uniformly from ``{0, ..., t_a_max - 1}``.
         t_b_max: ``t_b`` is drawn from ``{0, ..., t_b_max - 1}``; ``None`` (the paper): all T steps.
-        num_timesteps: Diffusion steps T.
-        beta_schedule: Diffusion beta schedule name.
-        unet_base_channels: Base width of the diffusion U-Net.
-        unet_channel_mults: Per-level width multipliers of the U-Net.
-        unet_num_res_blocks: Residual blocks per U-Net level.
-        unet_attn_resolutions: Feature-map sides with self-attention.
-        unet_norm_groups: GroupNorm groups of the U-Net (32 in the paper).
-        gen_base_channels: Base width of the SPADE generator (64 in the paper).
-        spade_hidden: Hidden width of the S-SPADE mask branch (128 in the paper).
-        disc_base_channels: Base width of the PatchGAN discriminators.
-        backend: Kernel backend of the SPADE/instance-norm layers (``"auto"``, ``"eager"``, ...).
         seed: Seed of the network initialisation, the data order and every random draw.
         epochs: Default run length in epochs when ``fit`` gets no ``steps`` (150 in the paper).
         amp: Mixed precision: ``"none"``, ``"bf16"`` (autocast) or ``"fp16"`` (autocast + grad
@@ -97,19 +107,7 @@ class TrainConfig:
     alpha: float = 0.2
     beta: float = 5.0
     pool_size: int = 50
-    t_a_max: int = 200
     t_b_max: int | None = None
-    num_timesteps: int = 2000
-    beta_schedule: str = "linear"
-    unet_base_channels: int = 64
-    unet_channel_mults: tuple[int, ...] = (1, 1, 2, 2, 4, 4)
-    unet_num_res_blocks: int = 2
-    unet_attn_resolutions: tuple[int, ...] = (16,)
-    unet_norm_groups: int = 32
-    gen_base_channels: int = 64
-    spade_hidden: int = 128
-    disc_base_channels: int = 64
-    backend: str = "auto"
     seed: int = 0
     epochs: int = 150
     amp: str = "none"
@@ -135,8 +133,6 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
-        self.unet_channel_mults = tuple(int(m) for m in self.unet_channel_mults)
-        self.unet_attn_resolutions = tuple(int(r) for r in self.unet_attn_resolutions)
         self.validate()
 
     # ------------------------------------------------------------------ checks
@@ -164,23 +160,12 @@ class TrainConfig:
                 want = "a finite float >= 0" if allow_zero else "a finite float > 0"
                 raise ValueError(f"TrainConfig.{name} must be {want}, got {v}")
 
-        for name in ("image_size", "batch_size", "num_timesteps", "unet_base_channels",
-                     "unet_num_res_blocks", "unet_norm_groups", "gen_base_channels", "spade_hidden",
-                     "disc_base_channels", "epochs", "figure_rows"):
+        for name in ("image_size", "batch_size", "epochs", "figure_rows"):
             pos_int(name)
         for name in ("pool_size", "val_every", "ckpt_every", "log_every", "num_workers", "seed", "skip_nonfinite", "collapse_patience"):
             pos_int(name, allow_zero=True)
-        pos_int("t_a_max")
-        if self.t_a_max > self.num_timesteps:
-            raise ValueError(
-                f"TrainConfig.t_a_max must be <= num_timesteps={self.num_timesteps}, got {self.t_a_max}"
-            )
         if self.t_b_max is not None:
-            pos_int("t_b_max")
-            if self.t_b_max > self.num_timesteps:
-                raise ValueError(
-                    f"TrainConfig.t_b_max must be <= num_timesteps={self.num_timesteps} or None, got {self.t_b_max}"
-                )
+            pos_int("t_b_max")  # <= T: checked with the model (darlkit.training.networks.check_run)
         for name in ("lr", "lr_d"):
             pos_float(name)
         for name in ("alpha", "beta", "polarity_weight", "polarity_margin", "collapse_min_dice",
@@ -195,12 +180,6 @@ class TrainConfig:
             )
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"TrainConfig.betas must be two floats in [0, 1), got {self.betas}")
-        if not self.unet_channel_mults:
-            raise ValueError("TrainConfig.unet_channel_mults must not be empty")
-        from darlkit.kernels.dispatch import BACKENDS
-
-        if self.backend not in BACKENDS:
-            raise ValueError(f"TrainConfig.backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.amp not in AMP_MODES:
             raise ValueError(f"TrainConfig.amp must be one of {AMP_MODES}, got {self.amp!r}")
         if self.grad_clip is not None:
@@ -212,19 +191,14 @@ class TrainConfig:
             raise ValueError("TrainConfig.eval_ema=True needs TrainConfig.ema_decay to be set")
         if self.max_val_images is not None:
             pos_int("max_val_images")
-        down = 2 ** (len(self.unet_channel_mults) - 1)
-        if self.image_size % max(down, 4):
-            raise ValueError(
-                f"TrainConfig.image_size must be divisible by {max(down, 4)} (the U-Net downsamples "
-                f"{len(self.unet_channel_mults) - 1} times and the generator twice), got {self.image_size}"
-            )
 
     # ------------------------------------------------------------------ presets
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> TrainConfig:
         """Build a configuration from a named preset.
 
-        ``"paper"``: the paper's settings (the dataclass defaults).
+        ``"paper"``: the paper's settings (the dataclass defaults). The networks each preset
+        describes below are its ``ModelConfig.preset(name)`` (:data:`~darlkit.training.MODEL_PRESETS`).
 
         ``"tiny"``: a CPU configuration that trains in minutes: 64x64 crops (polyphase halves of
         128x128 images, as the paper halves 512 to 256), batch 4, Adam lr 2e-4 for all networks,
@@ -283,15 +257,6 @@ class TrainConfig:
                 alpha=1.0,
                 t_b_max=300,
                 pool_size=16,
-                unet_base_channels=16,
-                unet_channel_mults=(1, 2, 2, 4),
-                unet_num_res_blocks=1,
-                unet_attn_resolutions=(8,),
-                unet_norm_groups=8,
-                backend="eager",
-                gen_base_channels=16,
-                spade_hidden=32,
-                disc_base_channels=32,
                 polarity_weight=1.0,
                 val_every=100,
                 ckpt_every=100,
@@ -301,9 +266,7 @@ class TrainConfig:
         elif name == "small":
             values.update(
                 image_size=128, batch_size=2, lr=2e-4, lr_d=2e-4, alpha=1.0, t_b_max=300, pool_size=16,
-                unet_base_channels=24, unet_channel_mults=(1, 2, 2, 4), unet_num_res_blocks=1,
-                unet_attn_resolutions=(16,), unet_norm_groups=8, backend="eager", gen_base_channels=32,
-                spade_hidden=64, disc_base_channels=32, val_every=100, ckpt_every=100, log_every=10, epochs=1000,
+                val_every=100, ckpt_every=100, log_every=10, epochs=1000,
             )
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(overrides) - names)
@@ -329,6 +292,9 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Inverse of :meth:`to_dict`; unknown keys (e.g. from another darlkit version) warn and are ignored.
 
+        The network fields of older checkpoints (:data:`LEGACY_MODEL_FIELDS`) are skipped
+        without a warning: ``ModelConfig.from_checkpoint`` reads them.
+
         Args:
             data: A dict as written by :meth:`to_dict`.
 
@@ -341,7 +307,7 @@ class TrainConfig:
         if not isinstance(data, dict):
             raise TypeError(f"config must be a dict, got {type(data).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
+        unknown = sorted(set(data) - names - set(LEGACY_MODEL_FIELDS))
         if unknown:
             warnings.warn(
                 f"TrainConfig: ignoring unknown field(s) {', '.join(unknown)} (written by another darlkit version?)",
@@ -349,24 +315,6 @@ class TrainConfig:
                 stacklevel=2,
             )
         return cls(**{k: v for k, v in data.items() if k in names})
-
-    RESUME_KEYS = (
-        "image_size", "unet_base_channels", "unet_channel_mults", "unet_num_res_blocks",
-        "unet_attn_resolutions", "unet_norm_groups", "gen_base_channels", "spade_hidden", "disc_base_channels",
-        "num_timesteps", "beta_schedule", "batch_size", "seed",
-    )
-    """Fields a resumed run must share with the run that wrote the checkpoint."""
-
-    def resume_mismatch(self, other: TrainConfig) -> list[str]:
-        """The :attr:`RESUME_KEYS` in which ``other`` differs from this configuration.
-
-        Args:
-            other: The configuration stored in a checkpoint.
-
-        Returns:
-            The differing field names, in :attr:`RESUME_KEYS` order (empty: resumable).
-        """
-        return [k for k in self.RESUME_KEYS if getattr(other, k) != getattr(self, k)]
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A validated copy with some fields changed.

@@ -13,7 +13,7 @@ from torch import nn
 from darlkit.model.inference import segment_image
 from darlkit.training.checkpoint import load_checkpoint
 from darlkit.training.config import TrainConfig
-from darlkit.training.networks import model_config, train_fields
+from darlkit.training.networks import ModelConfig
 
 __all__ = [
     "load_trained_model",
@@ -46,8 +46,8 @@ def load_trained_model(
 
     Returns:
         ``(model, config)``: the ``DARL`` model and the run's :class:`TrainConfig` (for a model
-        folder or release: the paper's configuration with the model's network fields, so
-        ``image_size``, ``num_timesteps`` and the U-Net levels describe the model).
+        folder or release: the paper's training settings with ``image_size`` the U-Net's
+        nominal size, i.e. the crop side it was trained at).
 
     Raises:
         FileNotFoundError: If nothing exists at ``checkpoint``.
@@ -58,7 +58,8 @@ def load_trained_model(
     path = Path(checkpoint)
     if not path.is_file():
         model = load_model(path, map_location=device)
-        return model, TrainConfig().replace(**train_fields(model.config))
+        side = getattr(model.unet, "image_size", None)
+        return model, TrainConfig() if side is None else TrainConfig(image_size=int(side))
     state = load_checkpoint(path, map_location="cpu")
     try:
         config = TrainConfig.from_dict(state["config"])
@@ -66,7 +67,8 @@ def load_trained_model(
         raise ValueError(f"checkpoint {checkpoint} has an invalid config: {exc}") from None
     if use_ema is None:
         use_ema = bool(config.eval_ema and state.get("ema") is not None)
-    net_config = state.get("model_config") or model_config(config)  # older checkpoints: from the run config
+    # checkpoints written before the model had a config: its networks from the flat run config
+    net_config = state.get("model_config") or ModelConfig.from_checkpoint(state).darl_config(config.image_size)
     model = model_from_checkpoint(state, use_ema=use_ema, model_config=net_config, source=f"checkpoint {checkpoint}")
     del state
     _return_free_heap()

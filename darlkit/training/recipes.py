@@ -244,8 +244,8 @@ def evaluate_on_split(
     if not _has_images(root / split / "images"):
         raise ValueError(f"{root / split / 'images'} holds no images to evaluate")
     model, config = load_trained_model(checkpoint, device=device, use_ema=use_ema)
-    if t >= config.num_timesteps:
-        raise ValueError(f"--t must be < {config.num_timesteps}, got {t}")
+    if t >= model.num_timesteps:
+        raise ValueError(f"--t must be < {model.num_timesteps}, got {t}")
     dataset = XCADDataset(root, split=split, channel=channel)
     kw = dict(image_size=config.image_size, t=t, threshold=config.val_threshold if threshold is None else threshold,
               seed=seed, device=device, max_images=max_images, use_roi=use_roi, metrics=metrics)
@@ -268,6 +268,7 @@ def train_on_folder(
     root: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     *,
+    model_config: Any = None,
     steps: int | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
@@ -283,6 +284,7 @@ def train_on_folder(
         config: The run's :class:`~darlkit.training.TrainConfig`.
         root: XCAD-layout dataset root (``train/trainA,B,C``; ``val/`` and/or ``test/``).
         out_dir: Run folder (checkpoints, metrics, figure).
+        model_config: The networks, a :class:`~darlkit.training.ModelConfig` (``None``: the preset's).
         steps: Total training iterations (``None``: ``config.epochs`` epochs).
         device: Training device (``None``: the trainer's default).
         progress: Show a progress bar.
@@ -306,7 +308,7 @@ def train_on_folder(
     root = Path(root)
     train_set = XCADDataset(root, split="train", size=config.image_size, augment=True, seed=config.seed)
     val_set, split, message = validation_split(root)
-    model, d_s, d_a = build_networks(config)
+    model, d_s, d_a = build_networks(config, model_config)
     trainer = DARLTrainer(model, d_s, d_a, config, out_dir=out_dir, device=device, progress=progress)
     if trainer.is_main:
         n_params = sum(p.numel() for p in model.parameters())

@@ -18,9 +18,13 @@ from typing import Any
 import torch
 
 from darlkit.training.config import TrainConfig
+from darlkit.training.networks import ModelConfig
 
 __all__ = [
     "CHANGEABLE_ON_RESUME",
+    "MODEL_CHANGEABLE_ON_RESUME",
+    "check_model_changes",
+    "resume_model_config",
     "config_changes",
     "check_resume_changes",
     "resume_config",
@@ -41,13 +45,16 @@ CHANGEABLE_ON_RESUME: tuple[str, ...] = (
     "num_workers",
     "max_val_images",
     "figure_rows",
-    "backend",
     "channels_last",
     "compile",
     "eval_ema",
 )
 """``TrainConfig`` fields that may differ from the checkpoint's when resuming (the others may not;
 ``preset_name`` is informational and keeps the checkpoint's value)."""
+
+MODEL_CHANGEABLE_ON_RESUME: tuple[str, ...] = ("generator.backend",)
+"""``ModelConfig`` settings (dotted keys) that may differ from the checkpoint's when resuming: the
+kernel backend computes the same function; every other network setting defines the weights."""
 
 _INFORMATIONAL = ("preset_name",)
 
@@ -124,6 +131,47 @@ def resume_config(stored: TrainConfig | Mapping[str, Any], overrides: Mapping[st
         raise TypeError(f"unknown TrainConfig field(s): {', '.join(unknown)}")
     current = base.replace(**overrides)
     check_resume_changes(base, current)
+    return current
+
+
+def check_model_changes(stored: ModelConfig, current: ModelConfig) -> dict[str, tuple[Any, Any]]:
+    """Refuse changed network settings except :data:`MODEL_CHANGEABLE_ON_RESUME`.
+
+    Args:
+        stored: The checkpoint's model configuration (``ModelConfig.from_checkpoint``).
+        current: The model configuration of the resuming run.
+
+    Returns:
+        ``{key: (stored value, current value)}`` of the changed changeable settings.
+
+    Raises:
+        ValueError: If another setting differs; the message lists each with both values.
+    """
+    old, new = stored.flat(), current.flat()
+    changes = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
+    fixed = {k: v for k, v in changes.items() if k not in MODEL_CHANGEABLE_ON_RESUME}
+    if fixed:
+        listed = ", ".join(f"{k} (checkpoint: {a!r}, requested: {b!r})" for k, (a, b) in fixed.items())
+        raise ValueError(f"cannot resume with changed network setting(s) {listed}: they define the stored "
+                         f"weights; only {', '.join(MODEL_CHANGEABLE_ON_RESUME)} may change on resume")
+    return changes
+
+
+def resume_model_config(stored: ModelConfig, overrides: Mapping[str, Any] | None = None) -> ModelConfig:
+    """The model configuration a resumed run uses: the checkpoint's, with explicit overrides.
+
+    Args:
+        stored: The checkpoint's model configuration.
+        overrides: Dotted-key settings given for the continued run (e.g. ``{"generator.backend": "eager"}``).
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ValueError: If an override changes a fixed setting (see :func:`check_model_changes`).
+    """
+    current = stored.replace(dict(overrides or {}))
+    check_model_changes(stored, current)
     return current
 
 

@@ -152,9 +152,9 @@ class DARLStep:
 
     def draws(self, step: int, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """t_a (N,), t_b (N,) and eps ``shape`` for this rank at ``step``, on the training device."""
-        cfg = self.config
+        cfg, model = self.config, unwrap(self.model)  # t_a_max and T are the model's
         t_a, t_b, noise = step_draws(
-            cfg.seed, step, shape, t_a_max=cfg.t_a_max, t_b_max=cfg.t_b_max or cfg.num_timesteps,
+            cfg.seed, step, shape, t_a_max=model.t_a_max, t_b_max=cfg.t_b_max or model.num_timesteps,
             rank=self.rank, world_size=self.world_size,
         )
         return t_a.to(self.device), t_b.to(self.device), self.to_device(noise)

@@ -30,16 +30,17 @@ from darlkit.training.checkpoint import (
     set_rng_state,
 )
 from darlkit.training.config import TrainConfig
-from darlkit.training.distributed import broadcast_flag, default_device, process_group
+from darlkit.training.distributed import broadcast_flag, default_device, process_group, unwrap
 from darlkit.training.figures import save_figure
 from darlkit.training.logs import RunLog
 from darlkit.training.guard import RunGuard
 from darlkit.training.monitor import CollapseMonitor
 from darlkit.training.optim import OptimizerSpec, SchedulerSpec
-from darlkit.training.resume import apply_optimizer_settings, check_resume_changes
+from darlkit.training.networks import ModelConfig
+from darlkit.training.resume import apply_optimizer_settings, check_model_changes, check_resume_changes
 from darlkit.training.run_files import RunFiles
 from darlkit.training.sampler import StepSampler, _mix_seed, dataset_of, step_batches  # noqa: F401 (_mix_seed: tests)
-from darlkit.training.step import DARLStep
+from darlkit.training.step import DARLStep, _config_or_none
 from darlkit.training.validation import ValidationHistory, run_validation
 
 __all__ = ["DARLTrainer"]
@@ -247,7 +248,8 @@ class DARLTrainer:
             "format": CHECKPOINT_FORMAT,
             "step": self.step,
             "config": self.config.to_dict(),
-            **self.update.state_dict(),
+            **self.update.state_dict(),  # with "model_config" (DARL.config)
+            "discriminator_config": _config_or_none(unwrap(self.update.disc_mask)),
             "rng": get_rng_state(),
             "best_dice": float(self.validation.best_dice),
             "best_step": int(self.validation.best_step),
@@ -271,6 +273,9 @@ class DARLTrainer:
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"not a darlkit training checkpoint (format {state.get('format')!r})")
         changes = check_resume_changes(state["config"], self.config) if strict_config else {}
+        current = ModelConfig.of_networks(unwrap(self.model), unwrap(self.disc_mask))
+        if strict_config and current is not None:
+            check_model_changes(ModelConfig.from_checkpoint(state), current)
         self.update.load_state_dict(state)
         apply_optimizer_settings(changes, self.update.opt_g, self.update.opt_d,
                                  schedulers=(self.update.sched_g, self.update.sched_d))
