@@ -46,12 +46,13 @@ def main() -> None:
     if args.smoke:
         from darlkit.data import XCADDataset
         from darlkit.synthesis import write_synthetic_xcad
-        from darlkit.training import DARLTrainer, TrainConfig, build_networks
+        from darlkit.training import DARLTrainer, ModelConfig, TrainConfig, build_networks
 
         tmp = Path(tempfile.mkdtemp(prefix="darlkit-segment-"))
         write_synthetic_xcad(tmp / "data", n_train=2, n_test=2, size=64, progress=False)
-        cfg = TrainConfig.preset("tiny", image_size=32, batch_size=1, unet_channel_mults=(1, 2), unet_attn_resolutions=())
-        trainer = DARLTrainer(*build_networks(cfg), cfg, out_dir=tmp / "run", progress=False)
+        cfg = TrainConfig.preset("tiny", image_size=32, batch_size=1)
+        net = ModelConfig.preset("tiny", {"unet.channel_mults": (1, 2), "unet.attn_resolutions": ()})
+        trainer = DARLTrainer(*build_networks(cfg, net), cfg, out_dir=tmp / "run", progress=False)
         trainer.fit(XCADDataset(tmp / "data", size=32), steps=1)
         args.checkpoint = tmp / "run" / "last.pt"
         args.images = sorted((tmp / "data" / "test" / "images").glob("*.png"))

@@ -23,7 +23,7 @@ import torch.distributed as dist
 
 from darlkit.data import XCADDataset
 from darlkit.synthesis import write_synthetic_xcad
-from darlkit.training import DARLTrainer, TrainConfig, build_networks
+from darlkit.training import DARLTrainer, ModelConfig, TrainConfig, build_networks
 
 
 def main() -> None:
@@ -36,11 +36,12 @@ def main() -> None:
     p.add_argument("--smoke", action="store_true", help="toy sizes for CI")
     args = p.parse_args()
 
-    overrides = {}
+    overrides, net = {}, {}
     if args.smoke:
-        overrides = dict(image_size=32, batch_size=1, unet_channel_mults=(1, 2), unet_attn_resolutions=(),
-                         val_every=0)
-    config = TrainConfig.preset(args.preset, **overrides)
+        overrides = dict(image_size=32, batch_size=1, val_every=0)
+        net = {"unet.channel_mults": (1, 2), "unet.attn_resolutions": ()}
+    config = TrainConfig.preset(args.preset, **overrides)  # the training half of the run
+    model_config = ModelConfig.preset(args.preset, net)  # the networks
     data = args.data
     if data is None:
         data = args.out / "data"
@@ -54,7 +55,7 @@ def main() -> None:
 
     train_set = XCADDataset(data, split="train", size=config.image_size, augment=True, seed=config.seed)
     test_set = XCADDataset(data, split="test") if (data / "test" / "images").is_dir() else None
-    model, disc_mask, disc_image = build_networks(config)
+    model, disc_mask, disc_image = build_networks(config, model_config)
     trainer = DARLTrainer(model, disc_mask, disc_image, config, out_dir=args.out, progress=not args.smoke)
     result = trainer.fit(train_set, steps=2 if args.smoke and args.steps is None else args.steps,
                          val_data=test_set, resume=True if args.resume else None)

@@ -141,7 +141,7 @@ def test_combine_reports_seed_spread(tmp_path):
 
 
 def test_small_preset_sits_between_tiny_and_paper():
-    from darlkit.training import PRESETS, TrainConfig, build_networks
+    from darlkit.training import PRESETS, ModelConfig, TrainConfig, build_networks
 
     assert "small" in PRESETS
     sizes = {}
@@ -152,5 +152,6 @@ def test_small_preset_sits_between_tiny_and_paper():
     assert sizes["tiny"][0] < sizes["small"][0] < sizes["paper"][0]
     assert sizes["tiny"][1] < sizes["small"][1] < sizes["paper"][1]
     small = TrainConfig.preset("small")
-    assert (small.alpha, small.beta, small.t_a_max, small.num_timesteps) == (1.0, 5.0, 200, 2000)
+    small_net = ModelConfig.preset("small")
+    assert (small.alpha, small.beta, small_net.t_a_max, small_net.diffusion["timesteps"]) == (1.0, 5.0, 200, 2000)
     assert TrainConfig.preset("small", image_size=256).image_size == 256

@@ -1,7 +1,9 @@
 """The ``darlkit`` command line (also ``python -m darlkit``).
 
 Each sub-command lives in its own module of this package and exposes two functions:
-``add_parser(subparsers)`` (registers its arguments) and ``run(args) -> int``.
+``add_parser(subparsers)`` (registers the command with :func:`add_command`, then its arguments)
+and ``run(args) -> int``. Command modules never import each other; options shared by several
+commands live in :mod:`darlkit.cli.options` and :mod:`darlkit.cli.argtypes`.
 Errors caused by bad arguments or bad files are reported as one clear line on stderr
 with exit status 2, never as a traceback.
 """
@@ -11,9 +13,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-__all__ = ["main", "build_parser", "CLIError"]
+__all__ = ["main", "build_parser", "add_command", "CLIError"]
 
 COMMANDS: tuple[str, ...] = ("quickstart", "prepare", "train", "segment", "evaluate", "export", "flops", "synth")
 """Sub-command modules of :mod:`darlkit.cli`, in the order ``darlkit --help`` lists them."""
@@ -28,6 +31,25 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def add_command(subparsers: Any, name: str, run: Callable[[argparse.Namespace], int], *, help: str,
+                description: str) -> argparse.ArgumentParser:
+    """Register sub-command ``name`` whose ``run(args) -> int`` executes it.
+
+    Args:
+        subparsers: The object returned by ``ArgumentParser.add_subparsers``.
+        name: The command name (``darlkit NAME``).
+        run: Executes the command with the parsed arguments and returns the exit status.
+        help: One line for ``darlkit --help``.
+        description: The text of ``darlkit NAME --help``.
+
+    Returns:
+        The command's parser, for the caller to add its arguments to.
+    """
+    p = subparsers.add_parser(name, help=help, description=description)
+    p.set_defaults(run=run)
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from darlkit.cli import CLIError, argtypes
+from darlkit.cli import CLIError, add_command, argtypes
 
 __all__ = ["add_parser", "run", "evaluate_checkpoint", "format_tables"]
 
@@ -31,16 +31,8 @@ _MORE = {"recall": "Recall", "specificity": "Specificity", "auc_roc": "AUC-ROC",
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``darlkit evaluate``.
-
-    Args:
-        subparsers: The object returned by ``ArgumentParser.add_subparsers``.
-
-    Returns:
-        The sub-command's parser.
-    """
-    p = subparsers.add_parser(
-        "evaluate",
+    """Register ``darlkit evaluate`` (see :func:`darlkit.cli.add_command`)."""
+    p = add_command(subparsers, "evaluate", run,
         help="IoU / Dice / precision of a checkpoint on a test split",
         description="Evaluate a checkpoint on DATA/test (images + masks): Table 1 and, with --noise-sigma, Table 2.",
     )
@@ -61,7 +53,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--ema", action="store_true", help="use the checkpoint's EMA weights")
     p.add_argument("--device", type=argtypes.device, default="cpu", help="device (default cpu)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
-    p.set_defaults(run=run)
     return p
 
 
@@ -167,14 +158,7 @@ def format_tables(result: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Execute ``darlkit evaluate``.
-
-    Args:
-        args: Parsed arguments.
-
-    Returns:
-        Exit status 0.
-    """
+    """Execute ``darlkit evaluate``; returns exit status 0 (:func:`darlkit.cli.main` reports errors)."""
     result = evaluate_checkpoint(
         args.data, args.checkpoint, noise_sigmas=args.noise_sigma, seed=args.seed, t=args.t,
         threshold=args.threshold, max_images=args.max_images, use_ema=True if args.ema else None,

@@ -6,24 +6,16 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from darlkit.cli import CLIError, argtypes
+from darlkit.cli import CLIError, add_command, argtypes
 
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register the ``export`` sub-command.
-
-    Args:
-        subparsers: The ``add_subparsers()`` object of the main parser.
-
-    Returns:
-        The sub-command's parser.
-    """
+    """Register ``darlkit export`` (see :func:`darlkit.cli.add_command`)."""
     from darlkit.model.export import EXPORT_FORMATS
 
-    p = subparsers.add_parser(
-        "export",
+    p = add_command(subparsers, "export", run,
         help="export the one-step segmenter (ONNX, TorchScript, torch.export)",
         description="Export G(concat(x, eps_theta(x, 0))) of a trained model, then reload the file and check "
         "it against the eager model (max |difference| within the format's tolerance).",
@@ -36,19 +28,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--ema", action="store_true", help="export the EMA weights")
     p.add_argument("--no-verify", action="store_true", help="skip the reload-and-compare check")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    p.set_defaults(run=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    """Execute ``darlkit export``.
-
-    Args:
-        args: Parsed arguments.
-
-    Returns:
-        Exit status 0.
-    """
+    """Execute ``darlkit export``; returns exit status 0 (:func:`darlkit.cli.main` reports errors)."""
     from darlkit.model.export import export_segmenter
     from darlkit.training import load_trained_model
 

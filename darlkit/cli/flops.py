@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from darlkit.cli import add_command
+
 __all__ = ["add_parser", "add_table12_arguments", "run"]
 
 
@@ -34,33 +36,17 @@ def add_table12_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register the ``flops`` sub-command.
-
-    Args:
-        subparsers: The object returned by ``ArgumentParser.add_subparsers``.
-
-    Returns:
-        The sub-command's parser.
-    """
-    parser = subparsers.add_parser(
-        "flops",
+    """Register ``darlkit flops`` (see :func:`darlkit.cli.add_command`)."""
+    parser = add_command(subparsers, "flops", run,
         help="print paper Table 12 (training GMACs) in the paper and exact conventions",
         description="Count the MACs of one DARL / SSVS training iteration (paper Table 12).",
     )
     add_table12_arguments(parser)
-    parser.set_defaults(run=run)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    """Compute, print and optionally save Table 12 (``darlkit flops``).
-
-    Args:
-        args: Parsed arguments (``size``, ``convention``, ``json``).
-
-    Returns:
-        Exit status 0.
-    """
+    """Execute ``darlkit flops``; returns exit status 0 (:func:`darlkit.cli.main` reports errors)."""
     from darlkit.cli import CLIError, argtypes
     from darlkit.flops import CONVENTIONS, compute_table12, format_table12
     from darlkit.flops.table12 import table12_json

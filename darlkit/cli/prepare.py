@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from darlkit.cli import argtypes
+from darlkit.cli import add_command, argtypes
 
 __all__ = ["add_parser", "run"]
 
@@ -45,16 +45,8 @@ def _fraction(text: str) -> float:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``darlkit prepare``.
-
-    Args:
-        subparsers: The object returned by ``ArgumentParser.add_subparsers``.
-
-    Returns:
-        The sub-command's parser.
-    """
-    p = subparsers.add_parser(
-        "prepare",
+    """Register ``darlkit prepare`` (see :func:`darlkit.cli.add_command`)."""
+    p = add_command(subparsers, "prepare", run,
         help="convert your own images (any format/size) into the layout train/evaluate read",
         description="Write OUT/train (trainB images, trainC backgrounds, trainA masks), OUT/test and OUT/val "
                     "(images, masks, roi) as 8-bit PNGs, plus OUT/prepare.json recording every choice. "
@@ -90,19 +82,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="closing width for --backgrounds auto (odd; default: >= 1.5 x the vessel width)")
     p.add_argument("--seed", type=argtypes.non_negative_int, default=0, help="seed of the synthetic masks and background noise")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it is a previous prepare output")
-    p.set_defaults(run=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    """Execute ``darlkit prepare``.
-
-    Args:
-        args: Parsed arguments.
-
-    Returns:
-        Exit status 0.
-    """
+    """Execute ``darlkit prepare``; returns exit status 0 (:func:`darlkit.cli.main` reports errors)."""
     from darlkit.preparation import prepare_dataset
 
     record = prepare_dataset(

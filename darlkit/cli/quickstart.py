@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from darlkit.cli import CLIError, argtypes
+from darlkit.cli import CLIError, add_command, argtypes
 from darlkit.cli.options import add_training_arguments, build_configs  # shared with `darlkit train`
 
 __all__ = ["add_parser", "run", "QUICKSTART_DEFAULTS"]
@@ -38,16 +38,8 @@ QUICKSTART_DEFAULTS: dict[str, dict[str, int]] = {
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``darlkit quickstart``.
-
-    Args:
-        subparsers: The object returned by ``ArgumentParser.add_subparsers``.
-
-    Returns:
-        The sub-command's parser.
-    """
-    p = subparsers.add_parser(
-        "quickstart",
+    """Register ``darlkit quickstart`` (see :func:`darlkit.cli.add_command`)."""
+    p = add_command(subparsers, "quickstart", run,
         help="synthesise data, train the tiny preset, evaluate and segment (minutes on a CPU)",
         description="Synthesise a small dataset, train DARL's tiny preset without labels, evaluate and segment.",
     )
@@ -65,19 +57,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--data-seed", type=argtypes.non_negative_int, default=0, help="seed of the synthetic dataset (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT folder's data and run")
     add_training_arguments(p)
-    p.set_defaults(run=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    """Execute ``darlkit quickstart``.
-
-    Args:
-        args: Parsed arguments.
-
-    Returns:
-        Exit status 0.
-    """
+    """Execute ``darlkit quickstart``; returns exit status 0 (:func:`darlkit.cli.main` reports errors)."""
     import shutil
 
     import torch

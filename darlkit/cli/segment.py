@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from darlkit.cli import CLIError, argtypes
+from darlkit.cli import CLIError, add_command, argtypes
 
 __all__ = ["add_parser", "run", "segment_files", "output_names", "overlay_image"]
 
@@ -36,16 +36,8 @@ OVERLAY_COLOUR: tuple[int, int, int] = (255, 0, 0)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``darlkit segment``.
-
-    Args:
-        subparsers: The object returned by ``ArgumentParser.add_subparsers``.
-
-    Returns:
-        The sub-command's parser.
-    """
-    p = subparsers.add_parser(
-        "segment",
+    """Register ``darlkit segment`` (see :func:`darlkit.cli.add_command`)."""
+    p = add_command(subparsers, "segment", run,
         help="segment images (any format and size) in one step",
         description="Write a vessel mask PNG (input size, input stem) for each input image or frame.",
     )
@@ -71,7 +63,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--ema", action="store_true", help="use the checkpoint's EMA weights")
     p.add_argument("--overwrite", action="store_true", help="replace existing masks in --out")
     p.add_argument("--device", type=argtypes.device, default="cpu", help="device (default cpu)")
-    p.set_defaults(run=run)
     return p
 
 
@@ -254,14 +245,7 @@ def segment_files(
 
 
 def run(args: argparse.Namespace) -> int:
-    """Execute ``darlkit segment``.
-
-    Args:
-        args: Parsed arguments.
-
-    Returns:
-        Exit status 0.
-    """
+    """Execute ``darlkit segment``; returns exit status 0 (:func:`darlkit.cli.main` reports errors)."""
     from darlkit.data.io import list_image_files
 
     files = list_image_files(list(args.images))

@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from darlkit.cli import argtypes
+from darlkit.cli import add_command, argtypes
 
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register the ``synth`` sub-command.
-
-    Args:
-        subparsers: The sub-parser collection of the ``darlkit`` parser.
-
-    Returns:
-        The ``synth`` parser.
-    """
+    """Register ``darlkit synth`` (see :func:`darlkit.cli.add_command`)."""
     from darlkit.synthesis.synthesizer import STYLES
 
-    p = subparsers.add_parser(
-        "synth",
+    p = add_command(subparsers, "synth", run,
         help="write a synthetic XCAD-layout dataset (fractal masks, angiograms, backgrounds, test set)",
         description=(
             "Write train/trainA (vessel masks), train/trainB (synthetic angiograms), train/trainC "
@@ -42,19 +34,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--angiogram-style", choices=STYLES, default="tree", help="vessel style drawn into trainB (default: tree)")
     p.add_argument("--workers", type=int, default=0, help="worker processes (default: 0; output does not depend on it)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.set_defaults(run=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    """Write the dataset described by ``args``.
-
-    Args:
-        args: Parsed ``synth`` arguments.
-
-    Returns:
-        0 on success (errors raise ``ValueError``/``FileExistsError``, reported by ``darlkit.cli.main``).
-    """
+    """Execute ``darlkit synth``; returns exit status 0 (:func:`darlkit.cli.main` reports errors)."""
     from darlkit.synthesis.writer import write_synthetic_xcad
 
     root = write_synthetic_xcad(

@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from darlkit.cli import CLIError, argtypes
+from darlkit.cli import CLIError, add_command, argtypes
 from darlkit.cli.options import add_training_arguments, build_configs, config_overrides
 
 __all__ = [
@@ -38,16 +38,8 @@ __all__ = [
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``darlkit train``.
-
-    Args:
-        subparsers: The object returned by ``ArgumentParser.add_subparsers``.
-
-    Returns:
-        The sub-command's parser.
-    """
-    p = subparsers.add_parser(
-        "train",
+    """Register ``darlkit train`` (see :func:`darlkit.cli.add_command`)."""
+    p = add_command(subparsers, "train", run,
         help="train DARL (no labels needed)",
         description="Train DARL on an XCAD-layout folder (train/trainA,B,C; test/images,masks) or synthetic data.",
     )
@@ -71,7 +63,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="finish within M minutes: the loop stops max(30 s, 10%% of M) early, then validates and "
                         "saves (best.pt stays the best validated checkpoint)")
     add_training_arguments(p)
-    p.set_defaults(run=run)
     return p
 
 
@@ -253,14 +244,7 @@ def train_from_args(args: argparse.Namespace, *, default_preset: str = "paper", 
 
 
 def run(args: argparse.Namespace) -> int:
-    """Execute ``darlkit train``.
-
-    Args:
-        args: Parsed arguments.
-
-    Returns:
-        Exit status 0.
-    """
+    """Execute ``darlkit train``; returns exit status 0 (:func:`darlkit.cli.main` reports errors)."""
     prepare_run_folder(args)  # before writing anything into --out
     if args.resume is None:
         build_configs(args)  # bad settings fail before any data is synthesised

@@ -60,18 +60,14 @@ from darlkit.training.step import DARLStep
 from darlkit.training.trainer import DARLTrainer
 from darlkit.model.inference import segment_image  # noqa: F401 - kept importable here (moved to darlkit.model)
 from darlkit.training.validation import ValidationHistory, run_validation
+from darlkit.training import networks as _networks, resume as _resume  # their __all__ is re-exported whole
 
 __all__ = [
     "TrainConfig",
     "PRESETS",
     "AMP_MODES",
     "LEGACY_MODEL_FIELDS",
-    "ModelConfig",
-    "MODEL_PRESETS",
-    "WIRED",
-    "settable",
-    "check_run",
-    "build_networks",
+    *_networks.__all__,
     "check_dataset_files",
     "check_training_datasets",
     "RunGuard",
@@ -83,14 +79,7 @@ __all__ = [
     "check_run_folder",
     "clear_run_files",
     "truncate_logs",
-    "CHANGEABLE_ON_RESUME",
-    "MODEL_CHANGEABLE_ON_RESUME",
-    "check_model_changes",
-    "resume_model_config",
-    "config_changes",
-    "check_resume_changes",
-    "resume_config",
-    "apply_optimizer_settings",
+    *_resume.__all__,
     "DatasetCheckError",
     "PreflightReport",
     "DARLTrainer",
