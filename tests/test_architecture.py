@@ -166,3 +166,12 @@ def test_no_module_is_over_the_line_limit(path):
     name = str(path.relative_to(PACKAGE.parent))
     lines = len(path.read_text(encoding="utf-8").splitlines())
     assert lines <= MAX_LINES, f"{name} has {lines} lines (at most {MAX_LINES}: split it by idea)"
+
+
+def test_no_cli_command_imports_another_command():
+    from darlkit.cli import COMMANDS
+
+    commands = {f"darlkit.cli.{name}" for name in COMMANDS}
+    graph = _graph()
+    crossing = {c: sorted(graph[c] & (commands - {c})) for c in sorted(commands) if graph[c] & (commands - {c})}
+    assert not crossing, f"command modules import other commands (share code via darlkit.cli.options): {crossing}"

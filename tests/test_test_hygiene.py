@@ -23,6 +23,16 @@ def test_missing_shared_data_skips_locally_and_fails_in_ci(tmp_path, monkeypatch
     assert conftest.shared_path(tmp_path, "sample") == tmp_path
 
 
+def test_no_test_skips_on_missing_shared_data_by_itself():
+    """``../shared`` data is reached through ``conftest.shared_path`` (fails with CI=true), never a bare skipif."""
+    offenders = []
+    for path in sorted(p for p in TESTS.glob("test_*.py") if p.name != Path(__file__).name):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if "skipif(not " in line and (".is_dir()" in line or ".exists()" in line or ".is_file()" in line):
+                offenders.append(f"{path.name}:{number}: {line.strip()}")
+    assert not offenders, "use conftest.shared_path instead:\n" + "\n".join(offenders)
+
+
 def test_hypothesis_profile_is_derandomized_unless_asked_otherwise():
     hypothesis = pytest.importorskip("hypothesis")
     if "HYPOTHESIS_PROFILE" in __import__("os").environ:

@@ -13,9 +13,12 @@ Not a command: the command modules import it, never each other. Two kinds of opt
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from darlkit.cli import argtypes
+
+if TYPE_CHECKING:  # pragma: no cover
+    from darlkit.training import ModelConfig, TrainConfig
 
 __all__ = ["add_training_arguments", "config_overrides", "build_configs"]
 
@@ -93,7 +96,7 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def build_configs(args: argparse.Namespace, default_preset: str = "paper"):
+def build_configs(args: argparse.Namespace, default_preset: str = "paper") -> tuple[TrainConfig, ModelConfig]:
     """The ``(TrainConfig, ModelConfig)`` of parsed CLI arguments: the preset's, with the options given.
 
     Args:

@@ -21,10 +21,13 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from darlkit.cli import CLIError, add_command, argtypes
 from darlkit.cli.options import add_training_arguments, build_configs, config_overrides
+
+if TYPE_CHECKING:  # pragma: no cover
+    from darlkit.training import ModelConfig, TrainConfig
 
 __all__ = [
     "add_parser",
@@ -66,7 +69,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def resumed_config(args: argparse.Namespace, checkpoint: Path):
+def resumed_config(args: argparse.Namespace, checkpoint: Path) -> tuple[TrainConfig, ModelConfig]:
     """The configurations of a resumed run: the checkpoint's, with the options given explicitly.
 
     Args:
