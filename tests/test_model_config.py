@@ -135,3 +135,16 @@ def test_unknown_model_keys_warn_and_are_ignored():
     data["unet"]["future_option"] = 1
     with pytest.warns(UserWarning, match="unknown key.*unet.future_option"):
         assert ModelConfig.from_dict(data) == ModelConfig.preset("tiny")
+
+
+def test_trainer_from_configs_builds_the_runs_networks():
+    from darlkit.training import DARLTrainer
+
+    config = TrainConfig.preset("tiny", image_size=32)
+    net = ModelConfig.preset("tiny", {"unet.channel_mults": (1, 2), "unet.attn_resolutions": (), "unet.base_channels": 8})
+    trainer = DARLTrainer.from_configs(config, net, progress=False)
+    ref = build_networks(config, net)[0].state_dict()
+    assert all(torch.equal(v, ref[k]) for k, v in trainer.model.state_dict().items())
+    assert ModelConfig.of_networks(trainer.model, trainer.disc_mask) == net
+    state = trainer.state_dict()
+    assert ModelConfig.from_checkpoint(state) == net and state["discriminator_config"]["base_channels"] == 32

@@ -93,6 +93,17 @@ def test_resume_refuses_fixed_settings_with_both_values(data, run, capsys):
     assert "--preset paper: the checkpoint" in err and "was trained with preset 'tiny'" in err
 
 
+def test_resume_checks_the_network_settings(data, run, capsys):
+    assert _train(data, run, "--resume", "--net", "unet.base_channels=8") == 2
+    err = _err(capsys)
+    assert "changed network setting(s) unet.base_channels (checkpoint: 16, requested: 8)" in err
+    assert len(err.splitlines()) == 1
+    assert _train(data, run, "--resume", "--net", "generator.backend=auto") == 0  # same function: allowed
+    ckpt = load_checkpoint(run / "last.pt")
+    assert ckpt["step"] == 3 and ckpt["model_config"]["generator"]["backend"] == "auto"
+    assert ckpt["discriminator_config"]["base_channels"] == 32  # the tiny preset's, stored beside the model's
+
+
 def test_resume_uses_the_checkpoint_settings_and_applies_a_new_lr(data, run):
     # no --preset/--image-size: the checkpoint's settings are used, not the paper preset's
     argv = ["train", "--data", str(data), "--out", str(run), "--resume", "--steps", "3", "--lr", "1e-3",

@@ -156,6 +156,22 @@ class DARLTrainer:
         self.monitor = CollapseMonitor.from_config(config)
         self.stop_reason: str | None = None
 
+    @classmethod
+    def from_configs(cls, config: TrainConfig, model_config: ModelConfig | None = None, **kwargs: Any) -> DARLTrainer:
+        """A trainer of newly built networks: ``build_networks(config, model_config)``.
+
+        Args:
+            config: The training configuration.
+            model_config: The networks (default: the preset's, ``ModelConfig.preset(config.preset_name)``).
+            **kwargs: The keyword arguments of :class:`DARLTrainer` (``out_dir``, ``device``, ...).
+
+        Returns:
+            The trainer.
+        """
+        from darlkit.training.networks import build_networks
+
+        return cls(*build_networks(config, model_config), config, **kwargs)
+
     # ------------------------------------------------------------------ helpers
     best_dice = _delegate("best_dice", "validation")
     best_step = _delegate("best_step", "validation")
