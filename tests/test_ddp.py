@@ -9,8 +9,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from darlkit.training import DARLTrainer, build_networks, load_checkpoint
-from test_training_support import build_micro, micro_model, RandomTrainSet, micro_config
+from darlkit.training import DARLTrainer, load_checkpoint
+from test_training_support import build_micro, RandomTrainSet, micro_config
 
 STEPS = 2
 

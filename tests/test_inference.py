@@ -9,14 +9,13 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
-from test_training_support import build_micro, micro_model, micro_config
+from test_training_support import build_micro, micro_config
 from torch import nn
 
 from darlkit.model import default_tile, pad_to_multiple, segment_image, segment_tiled
 from darlkit.model.inference import _polyphase_mode, _ramp
 from darlkit.model.tiling import tile_starts as _tile_starts
 from darlkit.polyphase import polyphase_merge, polyphase_split
-from darlkit.training import build_networks
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from darlkit.losses import polarity_loss
-from darlkit.training import DARLTrainer, build_networks
-from test_training_support import build_micro, micro_model, RandomTrainSet, micro_config
+from darlkit.training import DARLTrainer
+from test_training_support import build_micro, RandomTrainSet, micro_config
 
 
 def test_hand_computed_values():

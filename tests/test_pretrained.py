@@ -20,7 +20,7 @@ from darlkit.nets import (
     network_config,
     network_from_config,
 )
-from darlkit.training import DARLTrainer, ModelConfig, TrainConfig, build_networks, load_checkpoint, load_trained_model
+from darlkit.training import DARLTrainer, ModelConfig, TrainConfig, load_checkpoint, load_trained_model
 from test_training_support import build_micro, micro_model, RandomTrainSet, micro_config
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -11,7 +11,7 @@ from darlkit.diffusion import GaussianDiffusion, check_timesteps, make_beta_sche
 from darlkit.layers import SwitchableSPADE, spadeify
 from darlkit.model import DARL, check_mask
 from darlkit.nets import DiffusionUNet, SPADEGenerator
-from darlkit.training import TrainConfig
+from darlkit.training import ModelConfig
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +194,7 @@ def test_unknown_backend_is_refused_at_construction():
         SwitchableSPADE(4, 2, hidden_channels=4, backend="cuda")
     with pytest.raises(ValueError, match=msg):
         spadeify(torch.nn.Sequential(torch.nn.Conv2d(1, 1, 1)), label_nc=2, backend="cuda")
-    with pytest.raises(ValueError, match=r"TrainConfig.backend must be one of"):
-        TrainConfig(backend="cuda")
+    with pytest.raises(ValueError, match=r"ModelConfig generator: backend must be one of"):
+        ModelConfig.preset("tiny", {"generator.backend": "cuda"})
     with pytest.raises(TypeError, match="backend must be a str"):
         SwitchableSPADE(4, 2, hidden_channels=4, backend=3)

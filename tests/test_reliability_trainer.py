@@ -16,9 +16,9 @@ import torch
 
 import darlkit.losses
 from darlkit.data import XCADDataset
-from darlkit.training import DARLTrainer, DatasetCheckError, build_networks, load_checkpoint
+from darlkit.training import DARLTrainer, DatasetCheckError, load_checkpoint
 from darlkit.training.nonfinite import NonFiniteLossError
-from test_training_support import build_micro, micro_model, RandomTestSet, RandomTrainSet, make_xcad, micro_config
+from test_training_support import build_micro, RandomTestSet, RandomTrainSet, make_xcad, micro_config
 
 REPO = Path(__file__).resolve().parents[1]
 

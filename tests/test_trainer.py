@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from darlkit.losses import ImagePool
-from darlkit.training import DARLTrainer, StepSampler, build_networks, load_checkpoint
+from darlkit.training import DARLTrainer, StepSampler, load_checkpoint
 from darlkit.training.trainer import _mix_seed
 from test_training_support import build_micro, micro_model, RandomTestSet, RandomTrainSet, micro_config
 

@@ -13,11 +13,10 @@ from darlkit.training import (
     RunFiles,
     StepSampler,
     ValidationHistory,
-    build_networks,
     load_checkpoint,
     step_batches,
 )
-from test_training_support import build_micro, micro_model, RandomTestSet, RandomTrainSet, micro_config
+from test_training_support import build_micro, RandomTestSet, RandomTrainSet, micro_config
 
 HALVE = functools.partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5)
 

@@ -18,9 +18,8 @@ from darlkit.nets.blocks import (
     TimeResidualBlock,
     Upsample,
 )
-from darlkit.nets.config import CONFIG_NAME, WEIGHTS_NAME, ConfigMixin, load_weights, network_config
+from darlkit.nets.config import *  # noqa: F403 - its __all__ is re-exported whole (below)
 from darlkit.nets.config import __all__ as _config_names
-from darlkit.nets.config import network_from_config, read_config
 from darlkit.nets.discriminator import PatchDiscriminator
 from darlkit.nets.generator import SPADEGenerator
 from darlkit.nets.init import INIT_SCHEMES, init_weights

@@ -28,20 +28,11 @@ from darlkit.training.inference import (
 from darlkit.training.figures import save_figure
 from darlkit.training.guard import RunGuard
 from darlkit.training.logs import RunLog
-from darlkit.training.networks import MODEL_PRESETS, WIRED, ModelConfig, build_networks, check_run, settable
+from darlkit.training.networks import *  # noqa: F403 - its __all__ is re-exported whole (below)
 from darlkit.training.nonfinite import NonFiniteLoss, NonFiniteLossError
 from darlkit.training.optim import build_optimizer, build_scheduler, paper_adam
 from darlkit.training.preflight import DatasetCheckError, PreflightReport, check_dataset_files, check_training_datasets
-from darlkit.training.resume import (
-    CHANGEABLE_ON_RESUME,
-    MODEL_CHANGEABLE_ON_RESUME,
-    apply_optimizer_settings,
-    check_model_changes,
-    resume_model_config,
-    check_resume_changes,
-    config_changes,
-    resume_config,
-)
+from darlkit.training.resume import *  # noqa: F403 - its __all__ is re-exported whole (below)
 from darlkit.training.monitor import CollapseMonitor, CollapseStatus
 from darlkit.training.recipes import (
     VAL_FOLDERS,
@@ -60,7 +51,7 @@ from darlkit.training.step import DARLStep
 from darlkit.training.trainer import DARLTrainer
 from darlkit.model.inference import segment_image  # noqa: F401 - kept importable here (moved to darlkit.model)
 from darlkit.training.validation import ValidationHistory, run_validation
-from darlkit.training import networks as _networks, resume as _resume  # their __all__ is re-exported whole
+from darlkit.training import networks as _networks, resume as _resume
 
 __all__ = [
     "TrainConfig",
