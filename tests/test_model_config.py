@@ -53,7 +53,7 @@ def test_every_part_holds_all_constructor_arguments_with_the_paper_defaults():
         ({"unet.base_channels": 0}, ValueError, r"ModelConfig unet: base_channels must be >= 1, got 0"),
         ({"unet.image_size": 64}, ValueError, r"unet.image_size is fixed by DARL .*TrainConfig.image_size"),
         ({"unet.widths": 3}, TypeError, r"unet has no setting 'widths'"),
-        ({"generator.spade_hidden": 8.5}, TypeError, r"generator.spade_hidden must be a int"),
+        ({"generator.spade_hidden": 8.5}, TypeError, r"generator.spade_hidden must be an int, got 8.5"),
         ({"diffusion.schedule": "nope"}, ValueError, r"ModelConfig diffusion: unknown beta schedule"),
         ({"t_a_max": 3000}, ValueError, r"ModelConfig t_a_max: t_a_max must be an int in \[1, 2000\]"),
         ({"decoder.x": 1}, TypeError, r"unknown model setting 'decoder.x'"),
@@ -92,7 +92,7 @@ def test_net_option_sets_typed_network_settings():
 @pytest.mark.parametrize(
     "item, match",
     [("unet.base_channels", "is not KEY=VALUE"), ("unet.nope=3", "is not KEY=VALUE"),
-     ("unet.base_channels=wide", "unet.base_channels must be int, got 'wide'"),
+     ("unet.base_channels=wide", "unet.base_channels must be an int, got 'wide'"),
      ("unet.channel_mults=1,x", "comma-separated ints")],
 )
 def test_net_option_errors_are_one_line(item, match):

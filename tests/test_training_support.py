@@ -86,10 +86,10 @@ def make_xcad(root, n_train: int = 4, n_test: int = 2, size: int = 64, seed: int
 def make_checkpoint(run_dir, data_root, steps: int = 1, **overrides):
     """Train ``micro_config`` for ``steps`` on ``data_root`` and return the path of ``last.pt``."""
     from darlkit.data import XCADDataset
-    from darlkit.training import DARLTrainer, build_networks
+    from darlkit.training import DARLTrainer
 
     cfg = micro_config(**overrides)
-    model, d_s, d_a = build_networks(cfg)
+    model, d_s, d_a = build_micro(cfg)
     trainer = DARLTrainer(model, d_s, d_a, cfg, out_dir=run_dir, progress=False)
     trainer.fit(XCADDataset(data_root, "train", size=cfg.image_size), steps=steps)
     return run_dir / "last.pt"

@@ -106,6 +106,11 @@ def settable(part: str) -> dict[str, inspect.Parameter]:
     return {k: p for k, p in params.items() if k != "self" and k not in WIRED[part]}
 
 
+_INT = inspect.Parameter("value", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=0)
+"""The parameter an int setting without a constructor of its own (``t_a_max``) is checked as."""
+_ARTICLE = {"int": "an int", "float": "a float", "bool": "a bool", "str": "a str"}
+
+
 def _coerce(key: str, param: inspect.Parameter, value: Any) -> Any:
     """``value`` as the type of ``param``'s default (tuples for sequences), or a TypeError naming ``key``."""
     default, optional = param.default, "None" in str(param.annotation)
@@ -114,10 +119,10 @@ def _coerce(key: str, param: inspect.Parameter, value: Any) -> Any:
     if isinstance(default, tuple):
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
             raise TypeError(f"ModelConfig {key} must be a list of ints, got {value!r}")
-        return tuple(_coerce(f"{key}[{i}]", inspect.Parameter("v", 1, default=0), v) for i, v in enumerate(value))
+        return tuple(_coerce(f"{key}[{i}]", _INT, v) for i, v in enumerate(value))
     kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}[type(default)]
     if not isinstance(value, kinds) or (isinstance(value, bool) and type(default) is not bool):
-        raise TypeError(f"ModelConfig {key} must be a {type(default).__name__}, got {value!r}")
+        raise TypeError(f"ModelConfig {key} must be {_ARTICLE[type(default).__name__]}, got {value!r}")
     return float(value) if type(default) is float else value
 
 
@@ -133,7 +138,7 @@ def _parse(key: str, param: inspect.Parameter, text: str) -> Any:
             return {"true": True, "1": True, "false": False, "0": False}[text.lower()]
         return type(default)(text)
     except (KeyError, ValueError):
-        kind = "comma-separated ints" if isinstance(default, tuple) else type(default).__name__
+        kind = "comma-separated ints" if isinstance(default, tuple) else _ARTICLE[type(default).__name__]
         raise ValueError(f"ModelConfig {key} must be {kind}, got {text!r}") from None
 
 
@@ -191,7 +196,7 @@ class ModelConfig:
                 raise TypeError(f"ModelConfig {part} has no setting {unknown[0]!r} (settable: {', '.join(params)})")
             full = {k: (given[k] if k in given else p.default) for k, p in params.items()}
             setattr(self, part, {k: _coerce(f"{part}.{k}", params[k], v) for k, v in full.items()})
-        self.t_a_max = _coerce("t_a_max", inspect.Parameter("t_a_max", 1, default=0), self.t_a_max)
+        self.t_a_max = _coerce("t_a_max", _INT, self.t_a_max)
         self.build(image_size=2 ** (len(self.unet["channel_mults"]) + 1), meta=True)
 
     # ------------------------------------------------------------------ presets and changes
@@ -252,7 +257,7 @@ class ModelConfig:
             key, sep, text = item.partition("=")
             part, _, arg = key.strip().partition(".")
             if key.strip() == "t_a_max" and sep:
-                out["t_a_max"] = _parse("t_a_max", inspect.Parameter("t_a_max", 1, default=0), text.strip())
+                out["t_a_max"] = _parse("t_a_max", _INT, text.strip())
                 continue
             params = settable(part) if part in PARTS else {}
             if not sep or arg not in params:
