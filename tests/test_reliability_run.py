@@ -114,7 +114,8 @@ def test_resume_uses_the_checkpoint_settings_and_applies_a_new_lr(data, run):
     assert ckpt["config"]["preset_name"] == "tiny"
     assert [g["lr"] for g in ckpt["opt_g"]["param_groups"]] == [1e-3]  # applied, not only stored
     assert [g["lr"] for g in ckpt["opt_d"]["param_groups"]] == [1e-3]
-    assert json.loads((run / "config.json").read_text())["lr"] == 1e-3
+    written = json.loads((run / "config.json").read_text())
+    assert written["lr"] == 1e-3 and written["model_config"]["unet"]["base_channels"] == 16  # both halves of the run
 
 
 def test_resume_config_rules():

@@ -382,8 +382,9 @@ class DARLTrainer:
         if time_limit is not None and not time_limit > 0:
             raise ValueError(f"time_limit must be a positive number of seconds or None, got {time_limit!r}")
         batches = step_batches(dataset, order.with_range(self.step, steps), num_workers=num_workers)
-        if self.is_main and self.files is not None:
-            self.files.prepare(cfg.to_dict())
+        if self.is_main and self.files is not None:  # config.json: the training settings + the networks'
+            networks = ModelConfig.of_networks(unwrap(self.model), unwrap(self.disc_mask))
+            self.files.prepare({**cfg.to_dict(), **({"model_config": networks.to_dict()} if networks else {})})
         start = time.perf_counter()
         self.stop_reason = None
         self._emit("on_fit_start", steps)
