@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import sysconfig
@@ -62,10 +63,13 @@ def test_wheel_installs_into_a_fresh_venv_and_imports(wheel: Path, tmp_path: Pat
                            str(wheel)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     code = "import darlkit, sys; print(darlkit.__version__); print(darlkit.__file__)"
-    proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    clean_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # a checkout on PYTHONPATH would win
+    proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                          env=clean_env)
     assert proc.returncode == 0, proc.stderr
     version, location = proc.stdout.split()
     assert version == darlkit.__version__
     assert str(venv) in location, f"imported from {location}, not from the installed wheel"
-    proc = subprocess.run([str(venv / "bin" / "darlkit"), "--version"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([str(venv / "bin" / "darlkit"), "--version"], capture_output=True, text=True, timeout=300,
+                          env=clean_env)
     assert proc.returncode == 0 and darlkit.__version__ in proc.stdout
