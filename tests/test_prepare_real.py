@@ -139,3 +139,42 @@ def test_fill_background_removes_the_vessel_and_keeps_the_rest():
     assert kept > 0.8  # elsewhere the image's own texture (only depths beyond 2 sigma, widened, are replaced)
     with pytest.raises(ValueError, match="method"):
         pseudo_background(x, 11, method="median")
+
+
+# ----------------------------------------------------------------------------- prepare, end to end
+def test_prepare_tiles_contrast_and_fov_masks(tmp_path):
+    from PIL import Image
+
+    from darlkit.data import read_image
+    from darlkit.preparation import prepare_dataset
+
+    rng = np.random.default_rng(0)
+    fov = _disc(96, 100, 30)
+    for k in range(2):
+        g = np.where(fov, 150 + rng.normal(0, 4, fov.shape), 2)
+        g[:, 30 + 20 * k:34 + 20 * k] -= 50 * fov[:, 30:34]
+        Image.fromarray(np.stack([g, g, g], -1).clip(0, 255).astype(np.uint8)).save(tmp_path / f"im{k}.png")
+    out = tmp_path / "out"
+    rec = prepare_dataset(out, images=[tmp_path / "im0.png", tmp_path / "im1.png"], channel="green", train_tile=48,
+                          vessel_width_target=4.0, vessel_fraction_target=0.1)
+    assert rec["contrast"]["mode"] == "local" and rec["contrast"]["sigma"] == pytest.approx(6.0)
+    assert rec["tiles"]["side"] == 48 and rec["masks"]["fov"].startswith("auto")
+    names = sorted(p.name for p in (out / "train" / "trainB").iterdir())
+    # grid rows 0, 24, 48 and columns 0, 24, 48, 52; kept: the tiles at least half inside the eye
+    from darlkit.data.roi import field_of_view
+
+    found = [field_of_view(read_image(tmp_path / f"im{k}.png", channel="green")) for k in (0, 1)]  # prepare's rule
+    kept = [(k, r, c) for k in (0, 1) for r in (0, 24, 48) for c in (0, 24, 48, 52) if found[k][r:r + 48, c:c + 48].mean() >= 0.5]
+    assert 0 < len(kept) < 24 and names == sorted(f"im{k}_y{r:04d}_x{c:04d}.png" for k, r, c in kept)
+    tile = read_image(out / "train" / "trainB" / "im0_y0024_x0024.png")
+    assert tile.shape == (48, 48) and abs(float(tile.mean()) - 0.5) < 0.1
+    for e in rec["files"]["train/trainA"]:  # synthetic vessels only inside the (square-cut) field of view
+        m = np.asarray(Image.open(out / e["file"]))
+        r, c = e["tile"]
+        assert not m[~square_fov(found[0], 96)[r:r + 48, c:c + 48]].any() or not m[~square_fov(found[1], 96)[r:r + 48, c:c + 48]].any()
+    with pytest.raises(ValueError, match="--train-tile"):
+        prepare_dataset(tmp_path / "o2", images=[tmp_path / "im0.png"], train_tile=8)
+    with pytest.raises(ValueError, match="--contrast"):
+        prepare_dataset(tmp_path / "o2", images=[tmp_path / "im0.png"], contrast="clahe")
+    with pytest.raises(ValueError, match="--background-method"):
+        prepare_dataset(tmp_path / "o2", images=[tmp_path / "im0.png"], background_method="median")

@@ -13,6 +13,12 @@ Written under ``out`` (8-bit grey PNGs, ``darlkit.data.XCADDataset`` reads them)
   field of view), the same for ``val/``: test/val images paired with their masks by key
   (``darlkit.data.pairing``); ROI masks given (paired the same way with the test and val images)
   or ``"auto"`` (``darlkit.data.roi.field_of_view`` of each image's luma);
+- real-image steps, after everything is written (defaults; each recorded in ``prepare.json``):
+  ``contrast="local"`` normalises every image inside its field of view
+  (``darlkit.preparation.contrast``; the pseudo-backgrounds are made from the normalised images);
+  ``mask_fov="auto"`` keeps synthetic vessels inside the training images' fields of view
+  (``darlkit.preparation.masks``); ``train_tile=512`` cuts large training files into tiles inside
+  the field of view (``darlkit.preparation.tiles``);
 - ``prepare.json``: every option, every derived value (vessel width/fraction and where they come
   from, closing width, mask parameters), and every written file with its source.
 
@@ -48,7 +54,7 @@ from darlkit.data.io import list_image_files, read_image, read_image_frames, rea
 from darlkit.data.pairing import pair_files
 from darlkit.data.morphology import erode
 from darlkit.data.roi import field_of_view
-from darlkit.preparation.tiles import MIN_TILE_COVERAGE, tile_coverages
+from darlkit.preparation.tiles import MIN_TILE_COVERAGE, write_tiles
 from darlkit.preparation.contrast import CONTRAST_MODES, Z_MAX, local_contrast
 from darlkit.preparation.masks import (
     calibrate_tree_params,
@@ -330,26 +336,6 @@ def _mask_fovs(fovs: list[np.ndarray], side: int) -> list[np.ndarray] | None:
     return None if all(f.all() for f in squares) else squares
 
 
-def _tile_folder(w: "_Writer", root: Path, folder: str, tile: int, fov_of: Callable[[int, dict], np.ndarray | None]) -> None:
-    """Replace every file of ``folder`` larger than ``tile`` by its tiles inside the field of view."""
-    entries = []
-    for i, e in enumerate(w.files[folder]):
-        x = read_image(root / e["file"])
-        if min(x.shape) <= tile:
-            entries.append(e)
-            continue
-        fov = fov_of(i, e)
-        cells = tile_coverages(np.ones(x.shape, bool) if fov is None or fov.shape != x.shape else fov, tile)
-        stem = Path(e["file"]).stem
-        for r, c, cov in cells:
-            if cov >= MIN_TILE_COVERAGE:
-                name = f"{folder}/{stem}_y{r:04d}_x{c:04d}.png"
-                _save(x[r:r + tile, c:c + tile], root / name)
-                entries.append({**e, "file": name, "size": [tile, tile], "tile": [r, c], "of": e["file"]})
-        (root / e["file"]).unlink()
-    w.files[folder] = entries
-
-
 def _write_all(root, log, train_files, pairs, roi_of, roi_auto, bg_files, mask_files, *, channel, size, invert,
                mask_style, mask_fov, bg_method, contrast, contrast_sigma, train_tile, n_masks, fraction, width, bg_width, seed) -> dict[str, Any]:
     w = _Writer(root)
@@ -450,10 +436,10 @@ def _write_all(root, log, train_files, pairs, roi_of, roi_auto, bg_files, mask_f
         record["masks"] = {"mode": "files"}
     if tiled:
         b_fov = {Path(e["file"]).name: fovs[e["file"]] for e in w.files["train/trainB"]}
-        _tile_folder(w, root, "train/trainB", train_tile, lambda i, e: b_fov[Path(e["file"]).name])
-        _tile_folder(w, root, "train/trainC", train_tile, lambda i, e: b_fov.get(Path(e["file"]).name))
-        if mask_files is None:
-            _tile_folder(w, root, "train/trainA", train_tile, lambda i, e: None if square is None else square[i % len(square)])
+        fov_of = {"train/trainB": lambda i, e: b_fov[Path(e["file"]).name], "train/trainC": lambda i, e: b_fov.get(Path(e["file"]).name),
+                  "train/trainA": lambda i, e: None if mask_files is not None or square is None else square[i % len(square)]}
+        for folder, rule in fov_of.items():
+            w.files[folder] = write_tiles(root, w.files[folder], train_tile, rule, _save)
         record["tiles"] = {"side": train_tile, "stride": train_tile // 2, "min_coverage": MIN_TILE_COVERAGE,
                            "counts": {k: len(w.files[k]) for k in ("train/trainA", "train/trainB", "train/trainC")}}
         log(f"darlkit prepare: training files cut into {train_tile} px tiles: {record['tiles']['counts']}")

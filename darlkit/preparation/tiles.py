@@ -11,9 +11,15 @@ the image's field of view. Images whose shorter side is not larger than ``tile``
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 
-__all__ = ["tile_grid", "tile_coverages", "MIN_TILE_COVERAGE"]
+from darlkit.data.io import read_image
+
+__all__ = ["tile_grid", "tile_coverages", "write_tiles", "MIN_TILE_COVERAGE"]
 
 MIN_TILE_COVERAGE = 0.5
 """A tile is kept when at least this share of it is inside the field of view."""
@@ -66,4 +72,44 @@ def tile_coverages(fov: np.ndarray, tile: int) -> list[tuple[int, int, float]]:
         area = (r1 - r) * (c1 - c)
         inside = integral[r1, c1] - integral[r, c1] - integral[r1, c] + integral[r, c]
         out.append((r, c, float(inside / area)))
+    return out
+
+
+def write_tiles(
+    root: Path,
+    entries: list[dict[str, Any]],
+    tile: int,
+    fov_of: Callable[[int, dict[str, Any]], np.ndarray | None],
+    save: Callable[[np.ndarray, Path], None],
+) -> list[dict[str, Any]]:
+    """Replace each written file larger than ``tile`` by its tiles at least half inside its field of view.
+
+    Args:
+        root: Folder the entries' ``"file"`` paths are relative to.
+        entries: ``prepare.json`` file records (``{"file": ..., ...}``) of one folder.
+        tile: Tile side (px).
+        fov_of: ``fov_of(index, entry)``: the file's bool field of view, or ``None`` (all inside;
+            also used when its shape is not the file's).
+        save: Writes a [0, 1] float image as a PNG (8-bit values round-trip exactly).
+
+    Returns:
+        The new records: one per kept tile (``<stem>_y<row>_x<col>.png``, with ``"tile": [row,
+        col]`` and ``"of"``: the whole file's record name), or the entry itself for a small file.
+        The whole files that were cut are deleted.
+    """
+    out = []
+    for i, e in enumerate(entries):
+        path = root / e["file"]
+        x = read_image(path)
+        if min(x.shape) <= tile:
+            out.append(e)
+            continue
+        fov = fov_of(i, e)
+        inside = np.ones(x.shape, bool) if fov is None or fov.shape != x.shape else fov
+        for r, c, share in tile_coverages(inside, tile):
+            if share >= MIN_TILE_COVERAGE:
+                name = path.parent / f"{path.stem}_y{r:04d}_x{c:04d}.png"
+                save(x[r:r + tile, c:c + tile], name)
+                out.append({**e, "file": str(Path(e["file"]).parent / name.name), "size": [tile, tile], "tile": [r, c], "of": e["file"]})
+        path.unlink()
     return out
