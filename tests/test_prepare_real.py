@@ -9,14 +9,8 @@ import torch
 from darlkit.data.background import pseudo_background
 from darlkit.data.morphology import gaussian_blur
 from darlkit.preparation.contrast import Z_MAX, local_contrast
-from darlkit.preparation.masks import (
-    calibrate_tree_params,
-    matched_tree_params,
-    restrict_to_fov,
-    square_fov,
-    synthesize_masks,
-    vessel_fraction,
-)
+from darlkit.preparation import calibrate_tree_params, matched_tree_params, restrict_to_fov, square_fov
+from darlkit.preparation import synthesize_masks, vessel_fraction
 from darlkit.preparation.tiles import tile_coverages, tile_grid
 
 
