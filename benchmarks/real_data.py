@@ -15,11 +15,15 @@ Steps:
    (prepare's own default would measure them on the test labels too);
 2. unless ``--skip-train``: ``darlkit train --data OUT --preset small --budget-min M --seed S
    --out RUN`` (``best.pt`` chosen on the validation split) and ``darlkit evaluate --data OUT
-   --checkpoint RUN/best.pt --json``;
-3. Frangi vesselness (dark vessels) on the prepared test images, with two threshold rules
-   computed per image inside the field of view: Otsu, and the vessel fraction measured on the
-   validation labels. Each rule's variant (working resolution and scales) is the one with the
-   best mean Dice on the validation images; the test labels choose nothing.
+   --checkpoint RUN/best.pt --json`` (DARL's rule: vessel where the output > 0); then the
+   threshold that maximises the mean Dice on the two validation images (``evaluate --split val
+   --best-threshold``) and the test metrics at that threshold (``evaluate --threshold T``), a
+   second row chosen without the test labels;
+3. Frangi vesselness (dark vessels), with two threshold rules computed per image inside the
+   field of view: Otsu, and the vessel fraction measured on the validation labels. Each rule's
+   variant (input: the data's own green channel or the prepared, contrast-normalised image DARL
+   sees; working resolution; scales) is the one with the best mean Dice on the validation
+   images; the test labels choose nothing.
 
 Usage::
 
@@ -61,8 +65,10 @@ TEST = tuple(f"Image_{n:02d}{e}" for n in range(11, 15) for e in "LR")
 TRAIN = tuple(f"Image_{n:02d}{e}" for n in range(1, 11) for e in "LR" if f"Image_{n:02d}{e}" not in VAL)
 SHOWN = ("dice", "iou", "precision", "auc_roc")
 NAMES = {"dice": "Dice", "iou": "IoU", "precision": "Precision", "auc_roc": "AUC-ROC"}
-# Frangi variants tried on the validation images: (downsampling factor, scales in working pixels)
-VARIANTS = tuple((f, s) for f in (1, 2) for s in ((1.0, 2.0, 3.0), (1.0, 2.0, 3.0, 4.0, 5.0), (2.0, 3.0, 4.0)))
+# Frangi variants tried on the validation images: (input, downsampling factor, scales in working pixels);
+# input "green": the data's own green channel; "prepared": the image DARL sees (prepare's local contrast)
+VARIANTS = tuple((i, f, s) for i in ("green", "prepared") for f in (1, 2)
+                 for s in ((1.0, 2.0, 3.0), (1.0, 2.0, 3.0, 4.0, 5.0), (2.0, 3.0, 4.0)))
 
 
 def _files(data: Path, names: tuple[str, ...], suffix: str) -> list[Path]:
@@ -105,12 +111,18 @@ def frangi_map(image: torch.Tensor, roi: torch.Tensor, factor: int, sigmas: tupl
     return F.interpolate(v, size=(h, w), mode="bilinear", align_corners=False)[0, 0] * roi
 
 
-def frangi_maps(dataset: XCADDataset, factor: int, sigmas: tuple[float, ...]) -> list[tuple[torch.Tensor, ...]]:
-    """``(response, mask, roi)`` (H, W) per image of a prepared split for one Frangi variant."""
+def frangi_maps(dataset: XCADDataset, factor: int, sigmas: tuple[float, ...], raw: Path | None = None) -> list[tuple[torch.Tensor, ...]]:
+    """``(response, mask, roi)`` (H, W) per image of a prepared split for one Frangi variant (on the
+    green channel of ``raw/<name>.jpg`` when ``raw`` is given, else on the prepared image)."""
     maps = []
     for i in range(len(dataset)):
         item = dataset[i]
         image, roi = (item["image"][0] + 1.0) / 2.0, item["roi"][0] > 0
+        if raw is not None:
+            green = torch.from_numpy(read_image(raw / f"{Path(item['name']).stem}.jpg", channel="green"))
+            if green.shape != image.shape:
+                raise SystemExit(f"real_data.py: {item['name']}: the prepared image is not at the data's size")
+            image = green
         maps.append((frangi_map(image.double(), roi, factor, sigmas), item["mask"][0], roi))
     return maps
 
@@ -124,22 +136,49 @@ def score_maps(maps: list[tuple[torch.Tensor, ...]], rule: str, fraction: float)
     return acc.aggregate()
 
 
-def frangi_baselines(out: Path, fraction: float, log=print) -> dict:
+def frangi_baselines(out: Path, fraction: float, data: Path, log=print) -> dict:
     """Choose each rule's variant on ``out/val`` (mean Dice) and score it on ``out/test``."""
     val, test = XCADDataset(out, split="val"), XCADDataset(out, split="test")
     rules = ("otsu", "fraction")
     tried: dict[str, list] = {r: [] for r in rules}
-    for factor, sigmas in VARIANTS:
-        maps = frangi_maps(val, factor, sigmas)
+    for source, factor, sigmas in VARIANTS:
+        maps = frangi_maps(val, factor, sigmas, raw=data if source == "green" else None)
         for rule in rules:
-            tried[rule].append({"factor": factor, "sigmas": list(sigmas), "val_dice": score_maps(maps, rule, fraction)["dice"]["mean"]})
+            tried[rule].append({"input": source, "factor": factor, "sigmas": list(sigmas),
+                                "val_dice": score_maps(maps, rule, fraction)["dice"]["mean"]})
     result = {}
     for rule in rules:
         best = max(tried[rule], key=lambda r: r["val_dice"])
-        log(f"frangi/{rule}: chose 1/{best['factor']} size, sigmas {best['sigmas']} (val Dice {best['val_dice']:.3f})")
+        log(f"frangi/{rule}: chose {best['input']} input, 1/{best['factor']} size, sigmas {best['sigmas']} (val Dice {best['val_dice']:.3f})")
+        maps = frangi_maps(test, best["factor"], tuple(best["sigmas"]), raw=data if best["input"] == "green" else None)
         result[rule] = {"chosen": best, "tried": tried[rule], "fraction": fraction if rule == "fraction" else None,
-                        "test": score_maps(frangi_maps(test, best["factor"], tuple(best["sigmas"])), rule, fraction)}
+                        "test": score_maps(maps, rule, fraction)}
     return result
+
+
+@torch.no_grad()
+def save_figure(checkpoint: Path, out: Path, path: Path, names: tuple[str, ...] = TEST[:3], width: int = 300) -> None:
+    """A PNG with one row per test image: prepared image | prediction (vessel where > 0) | truth, ``width`` px each."""
+    from PIL import Image
+
+    from darlkit.model import segment_image
+    from darlkit.training.inference import load_trained_model
+
+    model, config = load_trained_model(checkpoint)
+    test = XCADDataset(out, split="test")
+    rows = []
+    for i in range(len(test)):
+        item = test[i]
+        if Path(item["name"]).stem not in names:
+            continue
+        pred = segment_image(model, item["image"][None], image_size=config.image_size)[0, 0] > 0
+        roi = item["roi"][0] > 0
+        tiles = [(item["image"][0] + 1) / 2, (pred & roi).float(), item["mask"][0]]
+        h = round(width * tiles[0].shape[0] / tiles[0].shape[1])
+        rows.append(np.concatenate([np.asarray(Image.fromarray((t.numpy() * 255).astype(np.uint8)).resize((width, h), Image.BILINEAR))
+                                    for t in tiles], 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(rows, 0)).save(path, optimize=True)
 
 
 def _cells(metrics: dict) -> str:
@@ -160,10 +199,14 @@ def to_markdown(r: dict) -> str:
         f"| Method | {' | '.join(NAMES[m] for m in SHOWN)} |", "| --- |" + " --- |" * len(SHOWN),
     ]
     if r.get("darl"):
-        lines.append(f"| DARL (small, {r['budget_min']:g} min, step {r['darl']['train']['step']}) | {_cells(r['darl']['test'])} |")
+        lines.append(f"| DARL (small, {r['budget_min']:g} min, step {r['darl']['train']['step']}, threshold 0) | {_cells(r['darl']['test'])} |")
+        if r["darl"].get("val_threshold"):
+            vt = r["darl"]["val_threshold"]
+            lines.append(f"| DARL, threshold {vt['threshold']:g} chosen on the validation images | {_cells(vt['test'])} |")
     for rule, name in (("otsu", "Otsu"), ("fraction", f"vessel fraction {r['frangi']['fraction']['fraction']:.3f}")):
         c = r["frangi"][rule]["chosen"]
-        lines.append(f"| Frangi + {name} (1/{c['factor']} size, sigmas {c['sigmas']}) | {_cells(r['frangi'][rule]['test'])} |")
+        lines.append(f"| Frangi + {name} ({c.get('input', 'prepared')} input, 1/{c['factor']} size, sigmas {c['sigmas']}) | "
+                     f"{_cells(r['frangi'][rule]['test'])} |")
     lines += ["", "Frangi variants were chosen by mean Dice on the validation images; the test labels chose nothing.",
               "", "Commands run:", ""] + [f"    {c}" for c in r["commands"]]
     return "\n".join(lines) + "\n"
@@ -199,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--note", default=None, help="a remark stored in the results (e.g. 'smoke run, not a result')")
     p.add_argument("--json", type=Path, default=None, metavar="F",
                    help="results JSON (default benchmarks/results/real_chase_<date>_<tag>.json); the .md goes beside it")
+    p.add_argument("--figure", type=Path, default=None, metavar="PNG",
+                   help="also save image | prediction | truth of three test images with the trained best.pt")
     p.add_argument("--combine", type=Path, nargs="+", default=None, metavar="JSON",
                    help="only merge results files of earlier runs into one table (printed; --json F writes F.md)")
     args = p.parse_args(argv)
@@ -235,7 +280,16 @@ def main(argv: list[str] | None = None) -> int:
         summary = json.loads(train_out.strip().splitlines()[-1])
         ev = json.loads(_darlkit("evaluate", "--data", str(out), "--checkpoint", str(run / "best.pt"), "--json", log=commands))
         record["darl"] = {"train": summary, "train_s": round(time.perf_counter() - t0, 1), "test": ev["clean"], "roi": ev["roi"]}
-    record["frangi"] = frangi_baselines(out, stats["fraction"])
+        # the threshold that maximises the mean Dice on the two validation images (their labels only)
+        ev_val = json.loads(_darlkit("evaluate", "--data", str(out), "--split", "val", "--checkpoint", str(run / "best.pt"),
+                                     "--best-threshold", "--json", log=commands))
+        thr = float(ev_val["clean"]["dice_at_best_threshold"]["threshold"])
+        ev_thr = json.loads(_darlkit("evaluate", "--data", str(out), "--checkpoint", str(run / "best.pt"),
+                                     "--threshold", f"{thr:g}", "--json", log=commands))
+        record["darl"]["val_threshold"] = {"threshold": thr, "val": ev_val["clean"], "test": ev_thr["clean"]}
+        if args.figure:
+            save_figure(run / "best.pt", out, args.figure)
+    record["frangi"] = frangi_baselines(out, stats["fraction"], args.data)
     date = _dt.datetime.now(_dt.timezone.utc)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     record.update(

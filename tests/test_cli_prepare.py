@@ -64,24 +64,29 @@ def test_drive_command_exactly_as_written(tmp_path):
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "OUT"
     record = json.loads((out / "prepare.json").read_text())
-    assert record["counts"] == {"train/trainB": 2, "train/trainC": 2, "train/trainA": 2, "test/images": 2,
+    # 584 x 565 training files are cut into 2 x 2 tiles of 512 (all at least half inside the eye)
+    assert record["counts"] == {"train/trainB": 8, "train/trainC": 8, "train/trainA": 8, "test/images": 2,
                                 "test/masks": 2, "test/roi": 2}
+    assert record["tiles"]["side"] == 512 and record["contrast"]["mode"] == "local"
     assert record["options"]["channel"] == "green" and record["backgrounds"]["mode"] == "auto"
     # the test labels never shape training: without validation labels the widths are the defaults
     assert record["vessels"]["width_from"] == "default" and record["vessels"]["fraction_from"] == "default"
     for name, (rgb, vessel, fov) in truth.items():
         img = np.asarray(Image.open(out / "test" / "images" / f"{name}.png"))
         assert img.shape == (584, 565) and img.dtype == np.uint8
-        np.testing.assert_array_equal(img, rgb[..., 1])  # the green channel, exactly, at full size
+        # local contrast of the green channel at full size: the mean level inside the eye, 128 outside
+        inner = fov & (np.abs(np.mgrid[:584, :565][1] - 282) < 150)
+        assert np.all(img[~fov & (read_mask(out / "test" / "roi" / f"{name}.png") == 0)] == 128)
+        assert abs(float(img[inner & ~vessel].mean()) - 127.5) < 20 and img[inner & vessel].mean() < img[inner & ~vessel].mean() - 40
         np.testing.assert_array_equal(read_mask(out / "test" / "masks" / f"{name}.png"), vessel)
         np.testing.assert_array_equal(read_mask(out / "test" / "roi" / f"{name}.png"), fov)
     test = XCADDataset(out, "test")
     assert set(test[0]) == {"image", "mask", "roi", "name"}
     train = XCADDataset(out, "train", size=64, seed=0)
     assert train[0]["angiogram"].shape == (1, 64, 64)
-    bg = read_image(out / "train" / "trainC" / "21_training.png")
-    ang = read_image(out / "train" / "trainB" / "21_training.png")
-    vessel_like = (ang < 0.25) & (bg > 0.3)  # the dark green vessels are filled in the background
+    bg = read_image(out / "train" / "trainC" / "21_training_y0000_x0000.png")
+    ang = read_image(out / "train" / "trainB" / "21_training_y0000_x0000.png")
+    vessel_like = (ang < 0.25) & (bg > 0.4)  # the dark vessels are filled in the background
     assert vessel_like.sum() > 1000
 
 
@@ -90,7 +95,7 @@ def test_size_channel_val_split_and_given_backgrounds_and_masks(tmp_path):
     out = tmp_path / "out"
     argv = ["prepare", str(out), "--images", str(tmp_path / "A"), "--backgrounds", str(tmp_path / "A" / "*.tif"),
             "--masks", str(tmp_path / "C" / "01_manual1.gif"), "--val-images", str(tmp_path / "B" / "01_test.tif"),
-            "--val-masks", str(tmp_path / "C" / "01_manual1.gif"), "--roi-masks", "auto", "--size", "100"]
+            "--val-masks", str(tmp_path / "C" / "01_manual1.gif"), "--roi-masks", "auto", "--size", "100", "--contrast", "none"]
     assert main(argv) == 0
     rec = json.loads((out / "prepare.json").read_text())
     assert rec["counts"]["val/images"] == 1 and rec["counts"]["val/roi"] == 1 and "test/images" not in rec["counts"]
@@ -189,7 +194,7 @@ def test_dicom_cine_and_16bit_tiff_training_images(tmp_path):
     deep = (np.linspace(0, 1, 40 * 48).reshape(40, 48) * 60000).astype(np.uint16)
     Image.fromarray(deep).save(tmp_path / "deep.tif")
     out = tmp_path / "out"
-    assert main(["prepare", str(out), "--images", str(tmp_path / "run1.dcm"), str(tmp_path / "deep.tif")]) == 0
+    assert main(["prepare", str(out), "--images", str(tmp_path / "run1.dcm"), str(tmp_path / "deep.tif"), "--contrast", "none"]) == 0
     names = sorted(p.name for p in (out / "train" / "trainB").iterdir())
     assert names == ["deep.png", "run1_f000.png", "run1_f001.png", "run1_f002.png"]
     f1 = np.asarray(Image.open(out / "train" / "trainB" / "run1_f001.png"))

@@ -73,6 +73,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--invert", action="store_true", help="invert intensities (for bright vessels on a dark background)")
     p.add_argument("--mask-style", choices=("tree", "ssvs"), default="tree",
                    help="synthetic mask style: tree (matched width/fraction, default) or ssvs (XCAD's rectangles)")
+    p.add_argument("--mask-fov", choices=("auto", "none"), default="auto",
+                   help="auto (default): synthetic vessels only inside the training images' field of view "
+                        "(the eye of a fundus photograph); none: in the whole square")
+    p.add_argument("--background-method", choices=("closing", "fill", "self"), default="closing",
+                   help="how --backgrounds auto makes them: closing (default; grey closing), fill (only the "
+                        "pixels the closing finds as vessels are replaced), self (the training images themselves, "
+                        "C-DARL's synthesis path)")
+    p.add_argument("--contrast", choices=("local", "none"), default="local",
+                   help="local (default): local contrast normalisation of every image inside its field of view "
+                        "(0.5 outside); none: intensities as read")
+    p.add_argument("--contrast-sigma", type=argtypes.positive_float, default=None, metavar="PX",
+                   help="Gaussian width of --contrast local (default 1.5 x the vessel width)")
+    p.add_argument("--train-tile", type=argtypes.non_negative_int, default=512, metavar="PX",
+                   help="cut training files with a shorter side above PX into PX tiles (overlap 1/2) at least half "
+                        "inside the field of view (default 512; 0: keep whole files)")
     p.add_argument("--n-masks", type=argtypes.positive_int, default=None, help="number of synthetic masks (default: one per training image)")
     p.add_argument("--vessel-fraction", type=_fraction, default=None, metavar="F",
                    help="vessel fraction of the synthetic masks (default: measured on the validation masks, never the test masks; else 0.055)")
@@ -98,7 +113,9 @@ def run(args: argparse.Namespace) -> int:
         val_images=args.val_images, val_masks=args.val_masks,
         roi_masks=_one_or_files(args.roi_masks, "auto"),
         channel=args.channel, size=args.size, pair=args.pair, invert=args.invert,
-        mask_style=args.mask_style, n_masks=args.n_masks,
+        mask_style=args.mask_style, mask_fov=args.mask_fov, background_method=args.background_method, contrast=args.contrast,
+        contrast_sigma=args.contrast_sigma,
+        train_tile=args.train_tile or None, n_masks=args.n_masks,
         vessel_fraction_target=args.vessel_fraction, vessel_width_target=args.vessel_width,
         background_width=args.background_width, seed=args.seed, overwrite=args.overwrite, log=print,
     )

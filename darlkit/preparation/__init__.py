@@ -6,17 +6,31 @@ Above :mod:`darlkit.data` (reading, pairing, pseudo-backgrounds, field of view) 
 - ``prepare_dataset``: user folders (any format, size, modality) -> the XCAD layout that
   ``darlkit train`` and ``darlkit evaluate`` read, plus ``prepare.json`` recording every choice;
 - ``vessel_width`` / ``vessel_fraction`` (statistics of label masks), ``matched_tree_params`` /
-  ``calibrate_tree_params`` / ``synthesize_masks``: fractal training masks matched to the targets.
+  ``calibrate_tree_params`` / ``synthesize_masks``: fractal training masks matched to the targets;
+  ``square_fov`` / ``restrict_to_fov``: masks kept inside a field of view;
+- ``local_contrast``: the local contrast normalisation of ``--contrast local``;
+- ``tile_grid`` / ``tile_coverages`` / ``write_tiles``: the training tiles of ``--train-tile``.
 """
 
+from darlkit.preparation.contrast import CONTRAST_MODES, local_contrast
 from darlkit.preparation.masks import (
     calibrate_tree_params,
     matched_tree_params,
+    restrict_to_fov,
+    square_fov,
     synthesize_masks,
     vessel_fraction,
     vessel_width,
 )
-from darlkit.preparation.prepare import DEFAULT_VESSEL_FRACTION, DEFAULT_VESSEL_WIDTH_512, PREPARE_RECORD, prepare_dataset
+from darlkit.preparation.prepare import (
+    DEFAULT_VESSEL_FRACTION,
+    DEFAULT_VESSEL_WIDTH_512,
+    MASK_FOV_MODES,
+    MAX_MASK_FOVS,
+    PREPARE_RECORD,
+    prepare_dataset,
+)
+from darlkit.preparation.tiles import MIN_TILE_COVERAGE, tile_coverages, tile_grid, write_tiles
 
 __all__ = [
     "prepare_dataset",
@@ -28,4 +42,14 @@ __all__ = [
     "matched_tree_params",
     "calibrate_tree_params",
     "synthesize_masks",
+    "square_fov",
+    "restrict_to_fov",
+    "local_contrast",
+    "CONTRAST_MODES",
+    "MASK_FOV_MODES",
+    "MAX_MASK_FOVS",
+    "tile_grid",
+    "tile_coverages",
+    "write_tiles",
+    "MIN_TILE_COVERAGE",
 ]

@@ -13,6 +13,12 @@ Written under ``out`` (8-bit grey PNGs, ``darlkit.data.XCADDataset`` reads them)
   field of view), the same for ``val/``: test/val images paired with their masks by key
   (``darlkit.data.pairing``); ROI masks given (paired the same way with the test and val images)
   or ``"auto"`` (``darlkit.data.roi.field_of_view`` of each image's luma);
+- real-image steps, after everything is written (defaults; each recorded in ``prepare.json``):
+  ``contrast="local"`` normalises every image inside its field of view
+  (``darlkit.preparation.contrast``; the pseudo-backgrounds are made from the normalised images);
+  ``mask_fov="auto"`` keeps synthetic vessels inside the training images' fields of view
+  (``darlkit.preparation.masks``); ``train_tile=512`` cuts large training files into tiles inside
+  the field of view (``darlkit.preparation.tiles``);
 - ``prepare.json``: every option, every derived value (vessel width/fraction and where they come
   from, closing width, mask parameters), and every written file with its source.
 
@@ -42,14 +48,26 @@ import numpy as np
 import torch
 from PIL import Image
 
-from darlkit.data.background import pseudo_background
+from darlkit.data.background import BACKGROUND_METHODS, pseudo_background
 from darlkit.data.intensity import check_channel
 from darlkit.data.io import list_image_files, read_image, read_image_frames, read_mask
 from darlkit.data.pairing import pair_files
+from darlkit.data.morphology import erode
 from darlkit.data.roi import field_of_view
-from darlkit.preparation.masks import calibrate_tree_params, synthesize_masks, vessel_fraction, vessel_width
+from darlkit.preparation.tiles import MIN_TILE_COVERAGE, write_tiles
+from darlkit.preparation.contrast import CONTRAST_MODES, Z_MAX, local_contrast
+from darlkit.preparation.masks import (
+    calibrate_tree_params,
+    restrict_to_fov,
+    square_fov,
+    synthesize_masks,
+    vessel_fraction,
+    vessel_width,
+)
 
-__all__ = ["prepare_dataset", "DEFAULT_VESSEL_WIDTH_512", "DEFAULT_VESSEL_FRACTION", "PREPARE_RECORD"]
+__all__ = [
+    "prepare_dataset", "DEFAULT_VESSEL_WIDTH_512", "DEFAULT_VESSEL_FRACTION", "PREPARE_RECORD", "MASK_FOV_MODES", "MAX_MASK_FOVS",
+]
 
 DEFAULT_VESSEL_WIDTH_512 = 22.0
 """Widest-vessel diameter (px on a 512 px side) assumed when there are no labels (XCAD-like)."""
@@ -59,6 +77,12 @@ DEFAULT_VESSEL_FRACTION = 0.055
 
 PREPARE_RECORD = "prepare.json"
 """Name of the record ``prepare_dataset`` writes in ``out``."""
+
+MASK_FOV_MODES: tuple[str, ...] = ("auto", "none")
+"""``mask_fov=`` options of ``prepare_dataset``."""
+
+MAX_MASK_FOVS = 64
+"""``mask_fov="auto"`` uses the fields of view of at most this many training images (evenly spaced)."""
 
 PathList = Sequence[str | os.PathLike]
 
@@ -137,6 +161,11 @@ def prepare_dataset(
     pair: str | None = None,
     invert: bool = False,
     mask_style: str = "tree",
+    mask_fov: str = "auto",
+    background_method: str = "closing",
+    contrast: str = "local",
+    contrast_sigma: float | None = None,
+    train_tile: int | None = 512,
     n_masks: int | None = None,
     vessel_fraction_target: float | None = None,
     vessel_width_target: float | None = None,
@@ -162,6 +191,27 @@ def prepare_dataset(
         pair: Regular expression for the pairing key (``darlkit.data.pairing``).
         invert: Invert intensities (``1 - v``) of every image, for bright vessels on dark.
         mask_style: ``"tree"`` (matched to the targets) or ``"ssvs"`` (XCAD's rectangle fractals).
+        mask_fov: ``"auto"``: synthetic mask ``i`` keeps only the vessels inside the field of view
+            (``darlkit.data.roi.field_of_view``, cut to the masks' centred square) of training
+            image ``i`` (of up to ``MAX_MASK_FOVS`` of them, cycled), and the fraction is matched
+            inside it: real vessels lie inside the eye of a fundus photograph; images without a
+            dark surround have an all-true field of view, so nothing changes for them.
+            ``"none"``: masks cover the whole square.
+        background_method: How ``backgrounds="auto"`` makes them: ``"closing"`` or ``"fill"``
+            (``darlkit.data.background.pseudo_background``), or ``"self"``: the training images
+            themselves, vessels included (C-DARL's synthesis path, which diffuses the real image;
+            the generator must then replace its vessels by the mask's).
+        contrast: ``"local"``: every written image (training, validation, test) is replaced by its
+            local contrast normalisation inside its field of view
+            (``darlkit.preparation.contrast.local_contrast``; 0.5 outside the field of view), before
+            the pseudo-backgrounds are made from it; ``"none"``: intensities as read.
+        contrast_sigma: Gaussian width (px, at the output size) of ``contrast="local"`` (default
+            1.5 x the vessel width).
+        train_tile: Cut every training image, background and synthetic mask whose shorter side is
+            longer than this into ``train_tile`` x ``train_tile`` tiles overlapping by half, keeping
+            the tiles at least half inside the field of view (``darlkit.preparation.tiles``): the
+            loader then decodes small files, and crops fall inside the eye (``None``: whole files).
+            512 suits every preset (the paper's 256 crops are polyphase halves of 512 squares).
         n_masks: Number of synthetic masks (default: one per training image).
         vessel_fraction_target: Vessel fraction for the synthetic masks (default: measured on the
             validation masks inside their ROI, else ``DEFAULT_VESSEL_FRACTION``; the test masks
@@ -188,6 +238,16 @@ def prepare_dataset(
         raise ValueError(f"--size must be a positive int, got {size!r}")
     if mask_style not in ("tree", "ssvs"):
         raise ValueError(f"--mask-style must be 'tree' or 'ssvs', got {mask_style!r}")
+    if contrast not in CONTRAST_MODES:
+        raise ValueError(f"--contrast must be one of {CONTRAST_MODES}, got {contrast!r}")
+    if contrast_sigma is not None and not (isinstance(contrast_sigma, (int, float)) and 0 < contrast_sigma < float("inf")):
+        raise ValueError(f"--contrast-sigma must be a finite number > 0, got {contrast_sigma!r}")
+    if background_method not in BACKGROUND_METHODS + ("self",):
+        raise ValueError(f"--background-method must be one of {BACKGROUND_METHODS + ('self',)}, got {background_method!r}")
+    if train_tile is not None and (isinstance(train_tile, bool) or not isinstance(train_tile, int) or train_tile < 32):
+        raise ValueError(f"--train-tile must be an int >= 32 (or none), got {train_tile!r}")
+    if mask_fov not in MASK_FOV_MODES:
+        raise ValueError(f"--mask-fov must be one of {MASK_FOV_MODES}, got {mask_fov!r}")
     for flag, a, b in (("--test", test_images, test_masks), ("--val", val_images, val_masks)):
         if (a is None) != (b is None):
             raise ValueError(f"{flag}-images and {flag}-masks go together (give both or neither)")
@@ -219,8 +279,8 @@ def prepare_dataset(
     torch.set_num_threads(1)  # the image operations are small: one thread is fastest (and polite)
     try:
         record = _write_all(partial, log, train_files, pairs, roi_of, roi_masks == "auto", bg_files, mask_files,
-                            channel=channel, size=size, invert=invert, mask_style=mask_style, n_masks=n_masks,
-                            fraction=vessel_fraction_target, width=vessel_width_target, bg_width=background_width, seed=seed)
+                            channel=channel, size=size, invert=invert, mask_style=mask_style, mask_fov=mask_fov,
+                            bg_method=background_method, contrast=contrast, contrast_sigma=contrast_sigma, train_tile=train_tile, n_masks=n_masks, fraction=vessel_fraction_target, width=vessel_width_target, bg_width=background_width, seed=seed)
         record["options"] = {
             "images": [str(p) for p in images], "backgrounds": backgrounds if isinstance(backgrounds, str) else [str(p) for p in backgrounds],
             "masks": masks if isinstance(masks, str) else [str(p) for p in masks],
@@ -229,7 +289,8 @@ def prepare_dataset(
             "val_images": None if val_images is None else [str(p) for p in val_images],
             "val_masks": None if val_masks is None else [str(p) for p in val_masks],
             "roi_masks": roi_masks if roi_masks is None or isinstance(roi_masks, str) else [str(p) for p in roi_masks],
-            "channel": channel, "size": size, "pair": pair, "invert": invert, "mask_style": mask_style, "n_masks": n_masks,
+            "channel": channel, "size": size, "pair": pair, "invert": invert, "mask_style": mask_style, "mask_fov": mask_fov, "background_method": background_method, "contrast": contrast,
+            "contrast_sigma": contrast_sigma, "train_tile": train_tile, "n_masks": n_masks,
             "vessel_fraction": vessel_fraction_target, "vessel_width": vessel_width_target,
             "background_width": background_width, "seed": seed,
         }
@@ -268,8 +329,15 @@ def _write_frames(w: "_Writer", folder: str, f: Path, frames: list[np.ndarray]) 
         w.write(folder, name, x, f, frame=k if len(frames) > 1 else None)
 
 
+def _mask_fovs(fovs: list[np.ndarray], side: int) -> list[np.ndarray] | None:
+    """Fields of view of the first ``MAX_MASK_FOVS`` training images as centred squares of ``side``;
+    ``None`` when every one covers its whole square (nothing to restrict)."""
+    squares = [square_fov(f, side) for f in fovs]
+    return None if all(f.all() for f in squares) else squares
+
+
 def _write_all(root, log, train_files, pairs, roi_of, roi_auto, bg_files, mask_files, *, channel, size, invert,
-               mask_style, n_masks, fraction, width, bg_width, seed) -> dict[str, Any]:
+               mask_style, mask_fov, bg_method, contrast, contrast_sigma, train_tile, n_masks, fraction, width, bg_width, seed) -> dict[str, Any]:
     w = _Writer(root)
     shorts: list[int] = []  # images are written as they are read: memory holds one file at a time
     for f in train_files:
@@ -309,14 +377,35 @@ def _write_all(root, log, train_files, pairs, roi_of, roi_auto, bg_files, mask_f
                     "width_from": "option" if width is not None else source, "fraction_from": "option" if fraction is not None else source,
                     "rule": "width = 2 x 99th percentile of the chessboard depth of vessel pixels; fraction inside the ROI"},
     }
+    tiled = train_tile is not None and short > train_tile
+    fovs = {}  # field of view of each written image, before any normalisation (training images: as needed)
+    for folder in ("train/trainB", "val/images", "test/images"):
+        for j, entry in enumerate(w.files.get(folder, [])):
+            keep = folder != "train/trainB" or j < MAX_MASK_FOVS or tiled
+            if keep or contrast == "local":
+                fov = field_of_view(read_image(root / entry["file"]))
+                if keep:
+                    fovs[entry["file"]] = fov
+            if contrast == "local":
+                sigma = float(contrast_sigma) if contrast_sigma is not None else 1.5 * v_width
+                x, limited = local_contrast(read_image(root / entry["file"]), erode(fov.astype(np.float32), 5) > 0.5, sigma)
+                _save(x, root / entry["file"])
+                entry["contrast_limited"] = round(limited, 5)
+    record["contrast"] = {"mode": contrast}
+    if contrast == "local":
+        record["contrast"].update(sigma=sigma, z_max=Z_MAX, fov="field_of_view of the image, eroded by 2 px",
+                                  rule="darlkit.preparation.contrast.local_contrast")
     if bg_files is None:
         k = int(bg_width) if bg_width is not None else _odd_at_least(1.5 * v_width)
         if k < 3 or k % 2 == 0:
             raise ValueError(f"--background-width must be an odd int >= 3, got {bg_width!r}")
         for i, entry in enumerate(w.files["train/trainB"]):  # from the written 8-bit image, as training sees it
             x = read_image(root / entry["file"])
-            w.write("train/trainC", Path(entry["file"]).name, pseudo_background(x, k, seed=seed + i), Path(entry["source"]), rule="auto")
-        record["backgrounds"] = {"mode": "auto", "method": "grey closing (darlkit.data.background)", "width": k, "noise": "match"}
+            bg = x if bg_method == "self" else pseudo_background(x, k, seed=seed + i, method=bg_method)
+            w.write("train/trainC", Path(entry["file"]).name, bg, Path(entry["source"]), rule=f"auto ({bg_method})")
+        record["backgrounds"] = {"mode": "auto", "method": bg_method, "width": k, "noise": "match",
+                                 "rule": "the training images themselves (C-DARL's B path)" if bg_method == "self"
+                                 else "darlkit.data.background.pseudo_background"}
     else:
         for f in bg_files:
             _write_frames(w, "train/trainC", f, _read(f, channel, invert, size))
@@ -327,12 +416,16 @@ def _write_all(root, log, train_files, pairs, roi_of, roi_auto, bg_files, mask_f
         n = int(n_masks) if n_masks is not None else len(shorts)
         if n < 1:
             raise ValueError(f"--n-masks must be >= 1, got {n_masks!r}")
-        params, achieved = (calibrate_tree_params(side, v_width, v_frac, seed=seed) if mask_style == "tree" else (None, {}))
+        square = _mask_fovs([fovs[e["file"]] for e in w.files["train/trainB"][:MAX_MASK_FOVS]], side) if mask_fov == "auto" else None
+        params, achieved = (calibrate_tree_params(side, v_width, v_frac, seed=seed, fovs=square) if mask_style == "tree" else (None, {}))
         for start in range(0, n, 16):  # in chunks: memory stays bounded for thousands of masks
             chunk = synthesize_masks(min(16, n - start), side, style=mask_style, params=params, seed=seed, first=start)
+            if square:
+                chunk = restrict_to_fov(chunk, [square[i % len(square)] for i in range(start, start + chunk.shape[0])])
             for i, m in enumerate(chunk.numpy(), start):
                 w.write("train/trainA", f"{i:05d}.png", m.astype(np.float32) / 255.0, None, rule="synth")
         record["masks"] = {"mode": "synth", "style": mask_style, "n": n, "side": side, "achieved": achieved,
+                           "fov": "none" if square is None else f"auto: {len(square)} training images' fields of view, cycled",
                            "tree_params": None if params is None else dataclasses.asdict(params)}
     else:
         for f in mask_files:
@@ -341,6 +434,15 @@ def _write_all(root, log, train_files, pairs, roi_of, roi_auto, bg_files, mask_f
                 x = read_mask(f).astype(np.float32)
             w.write("train/trainA", f"{f.stem}.png", np.clip(_resize(x, _target_shape(*x.shape, size)), 0.0, 1.0), f)
         record["masks"] = {"mode": "files"}
+    if tiled:
+        b_fov = {Path(e["file"]).name: fovs[e["file"]] for e in w.files["train/trainB"]}
+        fov_of = {"train/trainB": lambda i, e: b_fov[Path(e["file"]).name], "train/trainC": lambda i, e: b_fov.get(Path(e["file"]).name),
+                  "train/trainA": lambda i, e: None if mask_files is not None or square is None else square[i % len(square)]}
+        for folder, rule in fov_of.items():
+            w.files[folder] = write_tiles(root, w.files[folder], train_tile, rule, _save)
+        record["tiles"] = {"side": train_tile, "stride": train_tile // 2, "min_coverage": MIN_TILE_COVERAGE,
+                           "counts": {k: len(w.files[k]) for k in ("train/trainA", "train/trainB", "train/trainC")}}
+        log(f"darlkit prepare: training files cut into {train_tile} px tiles: {record['tiles']['counts']}")
     record["files"] = w.files
     record["counts"] = {folder: len(entries) for folder, entries in w.files.items()}
     return record
