@@ -172,3 +172,47 @@ def test_prepare_tiles_contrast_and_fov_masks(tmp_path):
         prepare_dataset(tmp_path / "o2", images=[tmp_path / "im0.png"], contrast="clahe")
     with pytest.raises(ValueError, match="--background-method"):
         prepare_dataset(tmp_path / "o2", images=[tmp_path / "im0.png"], background_method="median")
+
+
+@pytest.mark.parametrize("size, contrast", [(None, "local"), (60, "local"), (60, "none")])
+def test_prepare_like_gives_a_new_image_the_folders_preparation(tmp_path, size, contrast):
+    """``prepare_like`` on a test image reproduces the test image prepare wrote (to its 8-bit storage)."""
+    from PIL import Image
+
+    from darlkit.data import read_image
+    from darlkit.preparation import PREPARE_RECORD, prepare_dataset, prepare_like, read_prepare_record
+
+    rng = np.random.default_rng(1)
+    fov = _disc(96, 100, 30)
+    for k in range(3):
+        g = np.where(fov, 120 + 40 * np.linspace(0, 1, 100)[None, :] + rng.normal(0, 4, fov.shape), 2)
+        g[:, 30 + 20 * k:34 + 20 * k] -= 50 * fov[:, 30:34]
+        rgb = np.stack([g * 0.5, g, g * 0.3], -1).clip(0, 255).astype(np.uint8)
+        Image.fromarray(rgb).save(tmp_path / f"im{k}.png")
+    Image.fromarray((np.abs(np.arange(100) - 52) < 2)[None].repeat(96, 0).astype(np.uint8) * 255).save(tmp_path / "im2_mask.png")
+    out = tmp_path / "out"
+    prepare_dataset(out, images=[tmp_path / "im0.png", tmp_path / "im1.png"], test_images=[tmp_path / "im2.png"],
+                    test_masks=[tmp_path / "im2_mask.png"], channel="green", size=size, contrast=contrast,
+                    vessel_width_target=4.0, vessel_fraction_target=0.1)
+    record = read_prepare_record(out)
+    assert record == read_prepare_record(out / PREPARE_RECORD)
+    (frame,) = prepare_like(tmp_path / "im2.png", record)
+    written = read_image(out / "test" / "images" / "im2.png")
+    assert frame.shape == written.shape == ((96, 100) if size is None else (60, 62))
+    assert np.abs(frame - written).max() <= 0.5 / 255 + 1e-6
+    raw = read_image(tmp_path / "im2.png", channel="green")
+    if contrast == "local":  # the normalisation really ran: the surround is the mean level
+        assert abs(float(frame[0, 0]) - 0.5) < 1e-6 and abs(float(raw[0, 0]) - 0.5) > 0.4
+
+
+def test_read_prepare_record_refuses_missing_and_bad_records(tmp_path):
+    from darlkit.preparation import read_prepare_record
+
+    with pytest.raises(ValueError, match="not found: give a folder written by darlkit prepare"):
+        read_prepare_record(tmp_path)
+    (tmp_path / "prepare.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not a readable prepare record"):
+        read_prepare_record(tmp_path)
+    (tmp_path / "prepare.json").write_text('{"channel": "green"}')
+    with pytest.raises(ValueError, match="lacks invert, size, contrast"):
+        read_prepare_record(tmp_path)

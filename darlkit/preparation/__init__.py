@@ -9,6 +9,7 @@ Above :mod:`darlkit.data` (reading, pairing, pseudo-backgrounds, field of view) 
   ``calibrate_tree_params`` / ``synthesize_masks``: fractal training masks matched to the targets;
   ``square_fov`` / ``restrict_to_fov``: masks kept inside a field of view;
 - ``local_contrast``: the local contrast normalisation of ``--contrast local``;
+- ``read_prepare_record`` / ``prepare_like``: a new image given the preparation a folder's images had;
 - ``tile_grid`` / ``tile_coverages`` / ``write_tiles``: the training tiles of ``--train-tile``.
 """
 
@@ -30,6 +31,7 @@ from darlkit.preparation.prepare import (
     PREPARE_RECORD,
     prepare_dataset,
 )
+from darlkit.preparation.replay import contrast_in_field_of_view, prepare_like, prepared_shape, read_prepare_record, resample
 from darlkit.preparation.tiles import MIN_TILE_COVERAGE, tile_coverages, tile_grid, write_tiles
 
 __all__ = [
@@ -52,4 +54,9 @@ __all__ = [
     "tile_coverages",
     "write_tiles",
     "MIN_TILE_COVERAGE",
+    "read_prepare_record",
+    "prepare_like",
+    "prepared_shape",
+    "resample",
+    "contrast_in_field_of_view",
 ]

@@ -52,10 +52,10 @@ from darlkit.data.background import BACKGROUND_METHODS, pseudo_background
 from darlkit.data.intensity import check_channel
 from darlkit.data.io import list_image_files, read_image, read_image_frames, read_mask
 from darlkit.data.pairing import pair_files
-from darlkit.data.morphology import erode
 from darlkit.data.roi import field_of_view
 from darlkit.preparation.tiles import MIN_TILE_COVERAGE, write_tiles
-from darlkit.preparation.contrast import CONTRAST_MODES, Z_MAX, local_contrast
+from darlkit.preparation.contrast import CONTRAST_MODES, Z_MAX
+from darlkit.preparation.replay import PREPARE_RECORD, contrast_in_field_of_view, prepared_shape, resample
 from darlkit.preparation.masks import (
     calibrate_tree_params,
     restrict_to_fov,
@@ -75,8 +75,6 @@ DEFAULT_VESSEL_WIDTH_512 = 22.0
 DEFAULT_VESSEL_FRACTION = 0.055
 """Vessel fraction assumed for synthetic masks when there are no labels (the tree style's default)."""
 
-PREPARE_RECORD = "prepare.json"
-"""Name of the record ``prepare_dataset`` writes in ``out``."""
 
 MASK_FOV_MODES: tuple[str, ...] = ("auto", "none")
 """``mask_fov=`` options of ``prepare_dataset``."""
@@ -85,20 +83,6 @@ MAX_MASK_FOVS = 64
 """``mask_fov="auto"`` uses the fields of view of at most this many training images (evenly spaced)."""
 
 PathList = Sequence[str | os.PathLike]
-
-
-def _target_shape(h: int, w: int, size: int | None) -> tuple[int, int]:
-    if size is None:
-        return h, w
-    scale = size / min(h, w)
-    return (size, max(1, round(w * scale))) if h <= w else (max(1, round(h * scale)), size)
-
-
-def _resize(x: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    if x.shape == shape:
-        return x.astype(np.float32)
-    im = Image.fromarray(x.astype(np.float32), mode="F").resize((shape[1], shape[0]), Image.BILINEAR)
-    return np.asarray(im, dtype=np.float32)
 
 
 def _save(x: np.ndarray, path: Path) -> None:
@@ -311,7 +295,7 @@ def _read(path: Path, channel: str, invert: bool, size: int | None) -> list[np.n
     out = []
     for x in frames:
         x = 1.0 - x if invert else x
-        out.append(np.clip(_resize(x, _target_shape(*x.shape, size)), 0.0, 1.0))  # bilinear: clip is a no-op guard
+        out.append(np.clip(resample(x, prepared_shape(*x.shape, size)), 0.0, 1.0))  # bilinear: clip is a no-op guard
     return out
 
 
@@ -320,7 +304,7 @@ def _label(path: Path, image: Path, raw_shape: tuple[int, int], shape: tuple[int
     m = read_mask(path)
     if m.shape != raw_shape:
         raise ValueError(f"{what} {path} is {m.shape[1]}x{m.shape[0]} but image {image} is {raw_shape[1]}x{raw_shape[0]}")
-    return m if m.shape == shape else _resize(m.astype(np.float32), shape) >= 0.5
+    return m if m.shape == shape else resample(m.astype(np.float32), shape) >= 0.5
 
 
 def _write_frames(w: "_Writer", folder: str, f: Path, frames: list[np.ndarray]) -> None:
@@ -352,8 +336,8 @@ def _write_all(root, log, train_files, pairs, roi_of, roi_auto, bg_files, mask_f
             if frames.shape[0] != 1:
                 raise ValueError(f"{split} image {img_path} holds {frames.shape[0]} frames; labeled images must be single images")
             raw = frames[0]
-            shape = _target_shape(*raw.shape, size)
-            x = np.clip(_resize(1.0 - raw if invert else raw, shape), 0.0, 1.0)
+            shape = prepared_shape(*raw.shape, size)
+            x = np.clip(resample(1.0 - raw if invert else raw, shape), 0.0, 1.0)
             m = _label(mask_path, img_path, raw.shape, shape, "mask")
             w.write(f"{split}/images", f"{img_path.stem}.png", x, img_path)
             w.write(f"{split}/masks", f"{img_path.stem}.png", m, mask_path)
@@ -362,7 +346,7 @@ def _write_all(root, log, train_files, pairs, roi_of, roi_auto, bg_files, mask_f
                 roi = _label(roi_of[img_path], img_path, raw.shape, shape, "ROI mask")
                 w.write(f"{split}/roi", f"{img_path.stem}.png", roi, roi_of[img_path])
             elif roi_auto:
-                roi = field_of_view(_resize(read_image(img_path, channel="luma"), shape))
+                roi = field_of_view(resample(read_image(img_path, channel="luma"), shape))
                 w.write(f"{split}/roi", f"{img_path.stem}.png", roi, None, rule="auto")
             if split == "val":  # never the test labels: they must not shape training
                 widths.append(vessel_width(m))
@@ -388,7 +372,7 @@ def _write_all(root, log, train_files, pairs, roi_of, roi_auto, bg_files, mask_f
                     fovs[entry["file"]] = fov
             if contrast == "local":
                 sigma = float(contrast_sigma) if contrast_sigma is not None else 1.5 * v_width
-                x, limited = local_contrast(read_image(root / entry["file"]), erode(fov.astype(np.float32), 5) > 0.5, sigma)
+                x, limited = contrast_in_field_of_view(read_image(root / entry["file"]), sigma, fov)
                 _save(x, root / entry["file"])
                 entry["contrast_limited"] = round(limited, 5)
     record["contrast"] = {"mode": contrast}
@@ -432,7 +416,7 @@ def _write_all(root, log, train_files, pairs, roi_of, roi_auto, bg_files, mask_f
             x = read_image(f)
             if len(np.unique(np.rint(x * 255))) <= 2:
                 x = read_mask(f).astype(np.float32)
-            w.write("train/trainA", f"{f.stem}.png", np.clip(_resize(x, _target_shape(*x.shape, size)), 0.0, 1.0), f)
+            w.write("train/trainA", f"{f.stem}.png", np.clip(resample(x, prepared_shape(*x.shape, size)), 0.0, 1.0), f)
         record["masks"] = {"mode": "files"}
     if tiled:
         b_fov = {Path(e["file"]).name: fovs[e["file"]] for e in w.files["train/trainB"]}
