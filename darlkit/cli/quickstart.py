@@ -31,7 +31,7 @@ from darlkit.cli.train import add_training_arguments  # the training options sha
 __all__ = ["add_parser", "run", "QUICKSTART_DEFAULTS"]
 
 QUICKSTART_DEFAULTS: dict[str, dict[str, int]] = {
-    "full": {"n_train": 256, "n_test": 16, "n_val": 16, "size": 128, "render_size": 512, "steps": 500, "seed": 2},
+    "full": {"n_train": 256, "n_test": 16, "n_val": 16, "size": 128, "render_size": 512, "steps": 800, "seed": 2},
     "smoke": {"n_train": 8, "n_test": 2, "n_val": 2, "size": 64, "render_size": 128, "steps": 2, "seed": 2},
 }
 """Dataset, schedule and training seed of the full quickstart (and of ``--smoke``)."""

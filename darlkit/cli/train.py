@@ -50,6 +50,7 @@ def _config_flags() -> tuple[tuple[str, dict[str, Any], dict[str, Any]], ...]:
     """
     from darlkit.kernels import BACKENDS
     from darlkit.training import AMP_MODES
+    from darlkit.training.optim import LR_DECAYS
 
     flag_on = {"action": "store_const", "const": True, "default": None}
     return (
@@ -67,6 +68,10 @@ def _config_flags() -> tuple[tuple[str, dict[str, Any], dict[str, Any]], ...]:
         ("--compile", {"compile": _VALUE}, {**flag_on, "help": "torch.compile the networks"}),
         ("--ema", {"ema_decay": _VALUE, "eval_ema": True},
          {"type": float, "metavar": "DECAY", "help": "keep an EMA of the weights and evaluate with it"}),
+        ("--lr-warmup", {"lr_warmup_steps": _VALUE},
+         {"type": argtypes.non_negative_int, "metavar": "N", "help": "linear LR warmup over N steps (0: none)"}),
+        ("--lr-decay", {"lr_decay": _VALUE},
+         {"choices": LR_DECAYS, "help": "LR decay after the warmup, to 0.1 x lr at the last step"}),
         ("--grad-clip", {"grad_clip": _VALUE},
          {"type": argtypes.positive_float, "help": "clip gradient norms to this value"}),
         ("--workers", {"num_workers": _VALUE}, {"type": argtypes.non_negative_int, "help": "DataLoader workers"}),

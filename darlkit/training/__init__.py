@@ -30,7 +30,7 @@ from darlkit.training.guard import RunGuard
 from darlkit.training.logs import RunLog
 from darlkit.training.networks import NETWORK_FIELDS, build_networks, model_config, train_fields
 from darlkit.training.nonfinite import NonFiniteLoss, NonFiniteLossError
-from darlkit.training.optim import build_optimizer, build_scheduler, paper_adam
+from darlkit.training.optim import LR_DECAYS, WarmupDecay, build_optimizer, build_scheduler, config_scheduler, paper_adam
 from darlkit.training.preflight import DatasetCheckError, PreflightReport, check_dataset_files, check_training_datasets
 from darlkit.training.resume import (
     CHANGEABLE_ON_RESUME,
@@ -91,6 +91,9 @@ __all__ = [
     "paper_adam",
     "build_optimizer",
     "build_scheduler",
+    "config_scheduler",
+    "WarmupDecay",
+    "LR_DECAYS",
     "StepSampler",
     "step_draws",
     "step_batches",

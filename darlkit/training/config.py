@@ -62,7 +62,16 @@ class TrainConfig:
         channels_last: Use the channels-last memory format for networks and inputs.
         compile: ``torch.compile`` the U-Net, generator and discriminators.
         grad_clip: Clip the global gradient norm of each optimiser to this value (``None``: off).
+        lr_warmup_steps: Linear LR warmup over this many steps, both optimisers (0: none).
+        lr_decay: LR decay after the warmup: ``"none"`` (the paper), ``"linear"`` or ``"cosine"``
+            down to ``lr_min_ratio * lr`` at step ``lr_decay_steps``
+            (:class:`~darlkit.training.optim.WarmupDecay`).
+        lr_decay_steps: Step at which the decay ends (0: the run's step count, set by
+            ``train_on_folder``; a trainer built directly with 0 does not decay).
+        lr_min_ratio: Final LR of the decay as a fraction of ``lr`` / ``lr_d`` (in [0, 1]).
         ema_decay: Decay of the exponential moving average of U-Net + generator (``None``: no EMA).
+        ema_warmup: Ramp the EMA decay up as timm's ``ModelEmaV3`` does
+            (``min(ema_decay, 1 - (1 + n) ** (-2/3))`` after ``n`` updates).
         eval_ema: Validate and segment with the EMA weights (needs ``ema_decay``).
         val_every: Validate every this many steps (0: only at the end).
         ckpt_every: Write ``last.pt`` every this many steps (0: only at the end; the CLI's
@@ -116,7 +125,12 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False
     grad_clip: float | None = None
+    lr_warmup_steps: int = 0
+    lr_decay: str = "none"
+    lr_decay_steps: int = 0
+    lr_min_ratio: float = 0.1
     ema_decay: float | None = None
+    ema_warmup: bool = False
     eval_ema: bool = False
     val_every: int = 1000
     ckpt_every: int = 1000
@@ -168,7 +182,8 @@ class TrainConfig:
                      "unet_num_res_blocks", "unet_norm_groups", "gen_base_channels", "spade_hidden",
                      "disc_base_channels", "epochs", "figure_rows"):
             pos_int(name)
-        for name in ("pool_size", "val_every", "ckpt_every", "log_every", "num_workers", "seed", "skip_nonfinite", "collapse_patience"):
+        for name in ("pool_size", "val_every", "ckpt_every", "log_every", "num_workers", "seed", "skip_nonfinite", "collapse_patience",
+                     "lr_warmup_steps", "lr_decay_steps"):
             pos_int(name, allow_zero=True)
         pos_int("t_a_max")
         if self.t_a_max > self.num_timesteps:
@@ -201,6 +216,13 @@ class TrainConfig:
 
         if self.backend not in BACKENDS:
             raise ValueError(f"TrainConfig.backend must be one of {BACKENDS}, got {self.backend!r}")
+        from darlkit.training.optim import LR_DECAYS
+
+        if self.lr_decay not in LR_DECAYS:
+            raise ValueError(f"TrainConfig.lr_decay must be one of {LR_DECAYS}, got {self.lr_decay!r}")
+        pos_float("lr_min_ratio", allow_zero=True)
+        if self.lr_min_ratio > 1.0:
+            raise ValueError(f"TrainConfig.lr_min_ratio must be in [0, 1], got {self.lr_min_ratio}")
         if self.amp not in AMP_MODES:
             raise ValueError(f"TrainConfig.amp must be one of {AMP_MODES}, got {self.amp!r}")
         if self.grad_clip is not None:
@@ -293,6 +315,11 @@ class TrainConfig:
                 spade_hidden=32,
                 disc_base_channels=32,
                 polarity_weight=1.0,
+                lr_warmup_steps=50,
+                lr_decay="cosine",
+                ema_decay=0.99,
+                ema_warmup=True,
+                eval_ema=True,
                 val_every=100,
                 ckpt_every=100,
                 log_every=10,
