@@ -42,6 +42,7 @@ from darlkit.training.resume import (
 from darlkit.training.monitor import CollapseMonitor, CollapseStatus
 from darlkit.training.recipes import (
     VAL_FOLDERS,
+    choose_threshold,
     evaluate_on_split,
     train_on_folder,
     validation_seed,
@@ -125,4 +126,5 @@ __all__ = [
     "validation_split",
     "train_on_folder",
     "evaluate_on_split",
+    "choose_threshold",
 ]
