@@ -140,3 +140,24 @@ def test_ema_updates_hand_computed(warmup):
     update_ema(ema, model)
     d = min(0.9, 1 - 3 ** (-2 / 3)) if warmup else 0.9
     assert ema.module.weight.item() == pytest.approx(d * before)
+
+
+@pytest.mark.parametrize("warmup", [False, True])
+def test_update_ema_matches_averaged_model_update_parameters(warmup):
+    """The cached fast path gives exactly what ``AveragedModel.update_parameters`` gives."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
+    ours, ref = make_ema(model, 0.8, warmup=warmup), make_ema(model, 0.8, warmup=warmup)
+    for _ in range(4):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+            model[1].running_mean.add_(1.0)
+        update_ema(ours, model)
+        ref.update_parameters(model)
+        for a, b in zip(ours.module.state_dict().values(), ref.module.state_dict().values()):
+            assert torch.equal(a, b)
+    assert int(ours.n_averaged) == int(ref.n_averaged) == 4
+    assert "_darlkit_pairs" not in ours.state_dict()
+    with pytest.raises(ValueError, match="not an EMA of this model"):
+        update_ema(ours, torch.nn.Linear(3, 4))
