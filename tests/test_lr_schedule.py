@@ -97,7 +97,7 @@ def test_paper_preset_keeps_constant_lr_and_no_ema():
 def test_trainer_builds_the_config_schedule():
     from darlkit.training import DARLTrainer, build_networks
 
-    cfg = TrainConfig.preset("tiny", lr_decay_steps=10)
+    cfg = TrainConfig.preset("tiny", lr_warmup_steps=5, lr_decay="cosine", lr_decay_steps=10)
     trainer = DARLTrainer(*build_networks(cfg), cfg, progress=False)
     assert trainer.update.sched_g is not None and trainer.update.sched_d is not None
     assert trainer.opt_g.param_groups[0]["lr"] == pytest.approx(cfg.lr / (cfg.lr_warmup_steps + 1))
@@ -106,7 +106,7 @@ def test_trainer_builds_the_config_schedule():
 def test_train_on_folder_stretches_the_decay_over_the_run(tmp_path):
     from darlkit.training.recipes import _with_decay_horizon
 
-    cfg = TrainConfig.preset("tiny")
+    cfg = TrainConfig.preset("tiny", lr_decay="cosine")
     assert _with_decay_horizon(cfg, 800, 256).lr_decay_steps == 800
     assert _with_decay_horizon(cfg, None, 256).lr_decay_steps == cfg.epochs * (256 // cfg.batch_size)
     assert _with_decay_horizon(cfg.replace(lr_decay_steps=300), 800, 256).lr_decay_steps == 300
