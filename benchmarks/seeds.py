@@ -7,12 +7,14 @@ checkpoint is evaluated once on the test split. Runs go ``--parallel`` at a time
 each in its own process with one torch thread. The dataset is written once and shared.
 
 Reported per seed: the validation-selected step and validation Dice, the test Dice / IoU /
-precision of that checkpoint, whether the collapse monitor fired, and the seconds per step.
+precision of that checkpoint, whether the collapse monitor fired, the seconds per step, and the
+segmentation threshold chosen on the validation split for that checkpoint with the test Dice at
+it (``darlkit.training.recipes.choose_threshold``; the test labels choose nothing).
 ``--set FIELD=VALUE`` changes TrainConfig fields (an ablation, e.g. ``--set polarity_weight=0``).
 
 Usage::
 
-    python benchmarks/seeds.py --seeds 0-9 --json benchmarks/results/seeds_2026-12-01.json
+    python benchmarks/seeds.py --seeds 0-9 --json benchmarks/results/seeds_2026-12-02.json
     python benchmarks/seeds.py --seeds 0,4 --steps 500 --set polarity_weight=0 --json /tmp/ablation.json
 
 With ``--json F`` a Markdown table is written next to it (``F`` with the ``.md`` suffix).
@@ -97,8 +99,20 @@ def _one_run(job: dict[str, Any]) -> dict[str, Any]:
         "seconds_per_step": round(result["seconds"] / max(1, result["step"]), 3),
         "val_curve": [(r["step"], round(r["dice_mean"], 3)) for r in result["history"]],
     }
+    row.update(_threshold_fields(out, job["data"]))
     (out / "seed_row.json").write_text(json.dumps(row, indent=2) + "\n")
     return row
+
+
+def _threshold_fields(run: Path, data: str | Path) -> dict[str, Any]:
+    """The threshold chosen on the validation split for ``run/best.pt`` and the test Dice with it."""
+    from darlkit.training import evaluate_on_split
+    from darlkit.training.recipes import choose_threshold
+
+    chosen = choose_threshold(run / "best.pt", data, "val")
+    test = evaluate_on_split(run / "best.pt", data, "test", threshold=chosen["threshold"], metrics=("dice",))
+    return {"val_threshold": chosen["threshold"], "val_dice_at_threshold": chosen["dice"],
+            "test_dice_at_val_threshold": test["clean"]["dice"]["mean"]}
 
 
 def _markdown(report: dict[str, Any]) -> str:
@@ -116,15 +130,19 @@ def _markdown(report: dict[str, Any]) -> str:
         "",
         f"**{s['n_pass']} of {s['n']} finished seeds reach test Dice >= {PASS_DICE}; median test Dice {s['median_test_dice']:.3f} "
         f"(min {s['min_test_dice']:.3f}, max {s['max_test_dice']:.3f}).**",
+        f"With the threshold chosen on the validation split (test labels never used): {s['n_pass_at_val_threshold']} "
+        f"of {s['n']} reach {PASS_DICE}, median {s['median_test_dice_at_val_threshold']:.3f}.",
         "",
-        "| seed | best step | val Dice | test Dice | test IoU | test precision | collapse warnings | s/step |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| seed | best step | val Dice | test Dice | test IoU | test precision | collapse warnings | s/step "
+        "| val-chosen threshold | val Dice there | test Dice there |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in report["runs"]:
         warn = ", ".join(str(w) for w in r["collapse_warnings"]) or "-"
         lines.append(
             f"| {r['seed']} | {r['best_step']} | {r['val_dice']:.3f} | {r['test_dice']:.3f} | {r['test_iou']:.3f} | "
-            f"{r['test_precision']:.3f} | {warn} | {r['seconds_per_step']:.2f} |"
+            f"{r['test_precision']:.3f} | {warn} | {r['seconds_per_step']:.2f} | {r['val_threshold']:+.2f} | "
+            f"{r['val_dice_at_threshold']:.3f} | {r['test_dice_at_val_threshold']:.3f} |"
         )
     lines += ["", "Validation Dice by step:", "", "| seed | curve |", "| --- | --- |"]
     for r in report["runs"]:
@@ -166,7 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     for s in args.seeds:
         done = args.work / f"seed_{s}" / "seed_row.json"
         if done.is_file():
-            rows.append(json.loads(done.read_text()))
+            row = json.loads(done.read_text())
+            if "val_threshold" not in row:  # a run of an older seeds.py: add the threshold fields
+                row.update(_threshold_fields(done.parent, data))
+                done.write_text(json.dumps(row, indent=2) + "\n")
+            rows.append(row)
         elif not args.report_only:
             jobs.append({"seed": s, "steps": args.steps, "image_size": q["size"] // 2, "overrides": overrides,
                          "data": str(data), "out": str(args.work / f"seed_{s}")})
@@ -192,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
         "seeds_asked": args.seeds,
         "runs": rows,
         "summary": {"n": len(rows), "n_pass": sum(d >= PASS_DICE for d in dice), "median_test_dice": statistics.median(dice),
-                    "min_test_dice": min(dice), "max_test_dice": max(dice)},
+                    "min_test_dice": min(dice), "max_test_dice": max(dice),
+                    "n_pass_at_val_threshold": sum(r["test_dice_at_val_threshold"] >= PASS_DICE for r in rows),
+                    "median_test_dice_at_val_threshold": statistics.median(r["test_dice_at_val_threshold"] for r in rows)},
     }
     text = _markdown(report) + ("" if args.notes is None else "\n" + args.notes.read_text())
     print(text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from darlkit.cli import main
@@ -33,7 +34,16 @@ def test_quickstart_smoke_runs_every_stage(tmp_path, capsys):
     assert [r["n"] for r in rows] == [3, 3]
     best = load_checkpoint(out / "run" / "best.pt")
     assert best["best_dice"] == max(r["dice_mean"] for r in rows)
-    assert "(chosen on 3 validation images)" in text and "once on the synthetic test set" in text
+    assert "(chosen on 3 validation images;" in text and "once on the synthetic test set" in text
+    # the threshold is chosen on the validation split, recorded, and the test evaluation uses it
+    from darlkit.training import choose_threshold, evaluate_on_split
+
+    thr = evaluation["threshold"]
+    assert thr["chosen_on"] == "val"
+    assert thr == {**choose_threshold(out / "run" / "best.pt", out / "data", "val"), "chosen_on": "val"}
+    again = evaluate_on_split(out / "run" / "best.pt", out / "data", "test", threshold=thr["threshold"])
+    assert again["clean"]["dice"]["mean"] == pytest.approx(evaluation["clean"]["dice"]["mean"], abs=1e-9)
+    assert f"threshold {thr['threshold']:+.2f}" in text
     assert f"Dice {evaluation['clean']['dice']['mean']:.3f}" in text
     masks = sorted((out / "masks").glob("*.png"))
     assert [m.name for m in masks] == sorted(p.name for p in (out / "data" / "test" / "images").glob("*.png"))

@@ -43,6 +43,11 @@ def micro_config(**overrides) -> TrainConfig:
     values = dict(
         alpha=0.2,  # the paper's loss weights and step ranges (no polarity prior)
         polarity_weight=0.0,
+        lr_warmup_steps=0,  # and the paper's constant LR, no EMA
+        lr_decay="none",
+        ema_decay=None,
+        ema_warmup=False,
+        eval_ema=False,
         t_b_max=None,
         image_size=32,
         batch_size=2,

@@ -31,7 +31,7 @@ def _config_flags() -> tuple[tuple[str, dict[str, Any], dict[str, Any]], ...]:
     ``_VALUE`` in the fields stands for the parsed value; every flag defaults to ``None`` (the
     preset's value). The values are validated by ``TrainConfig`` itself when it is built.
     """
-    from darlkit.training import AMP_MODES
+    from darlkit.training import AMP_MODES, LR_DECAYS
 
     flag_on = {"action": "store_const", "const": True, "default": None}
     return (
@@ -48,6 +48,10 @@ def _config_flags() -> tuple[tuple[str, dict[str, Any], dict[str, Any]], ...]:
         ("--compile", {"compile": _VALUE}, {**flag_on, "help": "torch.compile the networks"}),
         ("--ema", {"ema_decay": _VALUE, "eval_ema": True},
          {"type": float, "metavar": "DECAY", "help": "keep an EMA of the weights and evaluate with it"}),
+        ("--lr-warmup", {"lr_warmup_steps": _VALUE},
+         {"type": argtypes.non_negative_int, "metavar": "N", "help": "linear LR warmup over N steps (0: none)"}),
+        ("--lr-decay", {"lr_decay": _VALUE},
+         {"choices": LR_DECAYS, "help": "LR decay after the warmup, to 0.1 x lr at the last step"}),
         ("--grad-clip", {"grad_clip": _VALUE},
          {"type": argtypes.positive_float, "help": "clip gradient norms to this value"}),
         ("--workers", {"num_workers": _VALUE}, {"type": argtypes.non_negative_int, "help": "DataLoader workers"}),

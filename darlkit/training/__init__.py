@@ -30,12 +30,13 @@ from darlkit.training.guard import RunGuard
 from darlkit.training.logs import RunLog
 from darlkit.training.networks import *  # noqa: F403 - its __all__ is re-exported whole (below)
 from darlkit.training.nonfinite import NonFiniteLoss, NonFiniteLossError
-from darlkit.training.optim import build_optimizer, build_scheduler, paper_adam
+from darlkit.training.optim import LR_DECAYS, WarmupDecay, build_optimizer, build_scheduler, config_scheduler, paper_adam
 from darlkit.training.preflight import DatasetCheckError, PreflightReport, check_dataset_files, check_training_datasets
 from darlkit.training.resume import *  # noqa: F403 - its __all__ is re-exported whole (below)
 from darlkit.training.monitor import CollapseMonitor, CollapseStatus
 from darlkit.training.recipes import (
     VAL_FOLDERS,
+    choose_threshold,
     evaluate_on_split,
     train_on_folder,
     validation_seed,
@@ -80,6 +81,9 @@ __all__ = [
     "paper_adam",
     "build_optimizer",
     "build_scheduler",
+    "config_scheduler",
+    "WarmupDecay",
+    "LR_DECAYS",
     "StepSampler",
     "step_draws",
     "step_batches",
@@ -111,4 +115,5 @@ __all__ = [
     "validation_split",
     "train_on_folder",
     "evaluate_on_split",
+    "choose_threshold",
 ]

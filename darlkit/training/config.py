@@ -72,7 +72,16 @@ class TrainConfig:
         channels_last: Use the channels-last memory format for networks and inputs.
         compile: ``torch.compile`` the U-Net, generator and discriminators.
         grad_clip: Clip the global gradient norm of each optimiser to this value (``None``: off).
+        lr_warmup_steps: Linear LR warmup over this many steps, both optimisers (0: none).
+        lr_decay: LR decay after the warmup: ``"none"`` (the paper), ``"linear"`` or ``"cosine"``
+            down to ``lr_min_ratio * lr`` at step ``lr_decay_steps``
+            (:class:`~darlkit.training.optim.WarmupDecay`).
+        lr_decay_steps: Step at which the decay ends (0: the run's step count, set by
+            ``train_on_folder``; a trainer built directly with 0 does not decay).
+        lr_min_ratio: Final LR of the decay as a fraction of ``lr`` / ``lr_d`` (in [0, 1]).
         ema_decay: Decay of the exponential moving average of U-Net + generator (``None``: no EMA).
+        ema_warmup: Ramp the EMA decay up as timm's ``ModelEmaV3`` does
+            (``min(ema_decay, 1 - (1 + n) ** (-2/3))`` after ``n`` updates).
         eval_ema: Validate and segment with the EMA weights (needs ``ema_decay``).
         val_every: Validate every this many steps (0: only at the end).
         ckpt_every: Write ``last.pt`` every this many steps (0: only at the end; the CLI's
@@ -114,7 +123,12 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False
     grad_clip: float | None = None
+    lr_warmup_steps: int = 0
+    lr_decay: str = "none"
+    lr_decay_steps: int = 0
+    lr_min_ratio: float = 0.1
     ema_decay: float | None = None
+    ema_warmup: bool = False
     eval_ema: bool = False
     val_every: int = 1000
     ckpt_every: int = 1000
@@ -162,7 +176,8 @@ class TrainConfig:
 
         for name in ("image_size", "batch_size", "epochs", "figure_rows"):
             pos_int(name)
-        for name in ("pool_size", "val_every", "ckpt_every", "log_every", "num_workers", "seed", "skip_nonfinite", "collapse_patience"):
+        for name in ("pool_size", "val_every", "ckpt_every", "log_every", "num_workers", "seed", "skip_nonfinite", "collapse_patience",
+                     "lr_warmup_steps", "lr_decay_steps"):
             pos_int(name, allow_zero=True)
         if self.t_b_max is not None:
             pos_int("t_b_max")  # <= T: checked with the model (darlkit.training.networks.check_run)
@@ -180,6 +195,13 @@ class TrainConfig:
             )
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"TrainConfig.betas must be two floats in [0, 1), got {self.betas}")
+        from darlkit.training.optim import LR_DECAYS
+
+        if self.lr_decay not in LR_DECAYS:
+            raise ValueError(f"TrainConfig.lr_decay must be one of {LR_DECAYS}, got {self.lr_decay!r}")
+        pos_float("lr_min_ratio", allow_zero=True)
+        if self.lr_min_ratio > 1.0:
+            raise ValueError(f"TrainConfig.lr_min_ratio must be in [0, 1], got {self.lr_min_ratio}")
         if self.amp not in AMP_MODES:
             raise ValueError(f"TrainConfig.amp must be one of {AMP_MODES}, got {self.amp!r}")
         if self.grad_clip is not None:
@@ -216,7 +238,12 @@ class TrainConfig:
         pixel darker than both its background and the synthetic image's own surroundings;
         without it some training seeds settle on bright or relief-like synthetic vessels and the
         segmentation stays empty (seed 0: validation Dice 0.01-0.06 through 1200 steps; see
-        ``benchmarks/results/seeds_*.md`` for the seed study). The
+        ``benchmarks/results/seeds_*.md`` for the seed study). The learning rate is
+        constant and validation uses the raw weights: a 50-step warmup with a cosine decay to
+        0.1 x lr plus an EMA (``lr_warmup_steps``, ``lr_decay``, ``ema_decay``/``ema_warmup``,
+        available as options) made training seeds 0 and 2 plateau lower (validation Dice 0.43
+        and 0.40 at 800 steps against 0.46 and 0.53 by step 600 at a constant rate; see
+        ``benchmarks/results/seeds_2026-12-02.md``). The
         preset expects XCAD-sized vessels in its crops: images rendered at 512 and
         cut to 128x128 windows (``write_synthetic_xcad(..., size=512, crop=128)``), or real
         256x256 crops with ``image_size=256``. Every loss term (L_diff,

@@ -8,13 +8,20 @@ paper's Adam. A scheduler argument is a factory ``optimizer -> LRScheduler`` or 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, Union
 
 import torch
 from torch import nn
 
-__all__ = ["OptimizerSpec", "SchedulerSpec", "paper_adam", "build_optimizer", "build_scheduler"]
+__all__ = [
+    "OptimizerSpec", "SchedulerSpec", "LR_DECAYS", "WarmupDecay", "paper_adam", "build_optimizer", "build_scheduler",
+    "config_scheduler",
+]
+
+LR_DECAYS: tuple[str, ...] = ("none", "linear", "cosine")
+"""Accepted values of ``TrainConfig.lr_decay``."""
 
 OptimizerSpec = Union[torch.optim.Optimizer, Callable[[list[nn.Parameter]], torch.optim.Optimizer], None]
 """An optimiser instance, a factory ``params -> Optimizer``, or ``None`` (the default)."""
@@ -106,3 +113,69 @@ def build_scheduler(spec: SchedulerSpec, optimizer: torch.optim.Optimizer, *, na
     if not all(hasattr(sched, a) for a in ("step", "state_dict", "load_state_dict")):
         raise TypeError(f"{name} factory must return an LR scheduler, got {type(sched).__name__}")
     return sched
+
+
+class WarmupDecay:
+    """LR multiplier of step ``k`` (a ``torch.optim.lr_scheduler.LambdaLR`` lambda): linear warmup, then decay.
+
+    ``k`` counts optimiser steps done (the scheduler's ``last_epoch``). With ``W`` warmup steps the
+    factor is ``(k + 1) / (W + 1)`` for ``k < W`` (so the first update already moves, at
+    ``1 / (W + 1)`` of the rate); after the warmup it decays from 1 at ``k = W`` to ``floor`` at
+    ``k = total`` (``"linear"``: a straight line; ``"cosine"``: ``floor + (1 - floor) * (1 +
+    cos(pi * p)) / 2`` with ``p = (k - W) / (total - W)``) and stays at ``floor`` after ``total``.
+    ``decay="none"`` or ``total <= W`` keeps 1 after the warmup. A plain object (not a closure),
+    so ``LambdaLR.state_dict`` stores its settings with the checkpoint.
+
+    Args:
+        warmup: Warmup steps ``W`` (>= 0).
+        decay: ``"none"``, ``"linear"`` or ``"cosine"``.
+        total: Step at which the decay reaches ``floor`` (0: no decay).
+        floor: Final multiplier in [0, 1].
+
+    Raises:
+        ValueError: On a bad argument, naming it.
+    """
+
+    def __init__(self, warmup: int, decay: str, total: int, floor: float) -> None:
+        for name, v in (("warmup", warmup), ("total", total)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name} must be a non-negative int, got {v!r}")
+        if decay not in LR_DECAYS:
+            raise ValueError(f"decay must be one of {LR_DECAYS}, got {decay!r}")
+        if not 0.0 <= float(floor) <= 1.0:
+            raise ValueError(f"floor must be in [0, 1], got {floor!r}")
+        self.warmup, self.decay, self.total, self.floor = int(warmup), decay, int(total), float(floor)
+
+    def __call__(self, k: int) -> float:
+        """The multiplier (in ``[min(floor, 1/(W+1)), 1]``) of the learning rate after ``k`` steps."""
+        if k < self.warmup:
+            return (k + 1) / (self.warmup + 1)
+        if self.decay == "none" or self.total <= self.warmup:
+            return 1.0
+        p = min(1.0, (k - self.warmup) / (self.total - self.warmup))
+        shape = 1.0 - p if self.decay == "linear" else 0.5 * (1.0 + math.cos(math.pi * p))
+        return self.floor + (1.0 - self.floor) * shape
+
+
+def config_scheduler(config: Any) -> SchedulerSpec:
+    """The scheduler factory a :class:`~darlkit.training.TrainConfig` asks for (``None``: constant LR).
+
+    ``lr_warmup_steps``, ``lr_decay``, ``lr_decay_steps`` and ``lr_min_ratio`` become a
+    ``LambdaLR`` with :class:`WarmupDecay` (the same curve for the generator and the
+    discriminators). ``lr_decay_steps=0`` decays over nothing: ``train_on_folder`` (``darlkit
+    train``, the quickstart) sets it to the run's step count first.
+
+    Args:
+        config: The run's configuration.
+
+    Returns:
+        A factory ``optimizer -> LambdaLR``, or ``None`` when there is no warmup and no decay.
+    """
+    if config.lr_warmup_steps == 0 and (config.lr_decay == "none" or config.lr_decay_steps == 0):
+        return None
+    curve = WarmupDecay(config.lr_warmup_steps, config.lr_decay, config.lr_decay_steps, config.lr_min_ratio)
+
+    def factory(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, curve)
+
+    return factory

@@ -33,6 +33,7 @@ __all__ = [
     "validation_split",
     "train_on_folder",
     "evaluate_on_split",
+    "choose_threshold",
 ]
 
 VAL_FOLDERS: tuple[str, str] = ("val/images", "val/masks")
@@ -263,6 +264,45 @@ def evaluate_on_split(
     return result
 
 
+def choose_threshold(
+    checkpoint: str | os.PathLike[str],
+    root: str | os.PathLike[str],
+    split: str = "val",
+    *,
+    device: str | torch.device = "cpu",
+) -> dict[str, float]:
+    """The segmentation threshold with the best mean Dice on ``split`` (the validation images).
+
+    Honest use: choose it on ``val/`` and apply it, unchanged, to the test images.
+
+    Args:
+        checkpoint: The selected checkpoint.
+        root: XCAD-layout dataset root.
+        split: ``"val"`` (or ``"test"``, only to compare protocols).
+        device: Device of the forward passes.
+
+    Returns:
+        ``{"threshold", "dice"}``: the threshold on the [-1, 1] output (grid of step 0.01,
+        ``darlkit.metrics.DEFAULT_SWEEP_THRESHOLDS``; the lowest one on ties) and the mean Dice
+        it gives on ``split``; ``"default_dice"`` is the Dice at the run's ``val_threshold``.
+    """
+    result = evaluate_on_split(checkpoint, root, split, device=device, best_threshold=True, metrics=("dice",))
+    best = result["clean"]["dice_at_best_threshold"]
+    return {"threshold": float(best["threshold"]), "dice": float(best["mean"]),
+            "default_dice": float(result["clean"]["dice"]["mean"])}
+
+
+def _with_decay_horizon(config: Any, steps: int | None, n_items: int) -> Any:
+    """``config`` with ``lr_decay_steps=0`` replaced by the run's step count when it decays the LR."""
+    if config.lr_decay == "none" or config.lr_decay_steps:
+        return config
+    if steps is None:
+        from darlkit.training.distributed import process_group
+
+        steps = config.epochs * max(1, n_items // (config.batch_size * process_group()[2]))
+    return config.replace(lr_decay_steps=max(1, int(steps)))
+
+
 def train_on_folder(
     config: Any,
     root: str | os.PathLike[str],
@@ -281,7 +321,8 @@ def train_on_folder(
     """Train on ``root/train``, choose ``best.pt`` on the validation split, evaluate it on ``test/`` once.
 
     Args:
-        config: The run's :class:`~darlkit.training.TrainConfig`.
+        config: The run's :class:`~darlkit.training.TrainConfig` (an LR decay with
+            ``lr_decay_steps=0`` is stretched over this run's ``steps``).
         root: XCAD-layout dataset root (``train/trainA,B,C``; ``val/`` and/or ``test/``).
         out_dir: Run folder (checkpoints, metrics, figure).
         model_config: The networks, a :class:`~darlkit.training.ModelConfig` (``None``: the preset's).
@@ -308,6 +349,7 @@ def train_on_folder(
     root = Path(root)
     train_set = XCADDataset(root, split="train", size=config.image_size, augment=True, seed=config.seed)
     val_set, split, message = validation_split(root)
+    config = _with_decay_horizon(config, steps, len(train_set))
     model, d_s, d_a = build_networks(config, model_config)
     trainer = DARLTrainer(model, d_s, d_a, config, out_dir=out_dir, device=device, progress=progress)
     if trainer.is_main:

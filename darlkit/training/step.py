@@ -18,7 +18,9 @@ from darlkit.training.config import TrainConfig
 from darlkit.training.distributed import DiscriminatorPair, GeneratorPaths, unwrap, wrap_ddp
 from darlkit.training.ema import make_ema, update_ema
 from darlkit.training.nonfinite import check_finite_losses, non_finite_forward
-from darlkit.training.optim import OptimizerSpec, SchedulerSpec, build_optimizer, build_scheduler, paper_adam
+from darlkit.training.optim import (
+    OptimizerSpec, SchedulerSpec, build_optimizer, build_scheduler, config_scheduler, paper_adam,
+)
 from darlkit.training.sampler import _mix_seed, step_draws
 
 __all__ = ["DARLStep"]
@@ -72,7 +74,8 @@ class DARLStep:
         optimizer_d: The same for both discriminators' parameters (default
             ``Adam(lr=config.lr_d, betas=config.betas)``).
         scheduler_g: Factory ``optimizer -> LRScheduler`` stepped after every generator step
-            (``None``: constant learning rate).
+            (``None``: the config's ``lr_warmup_steps`` / ``lr_decay`` schedule, see
+            :func:`~darlkit.training.optim.config_scheduler`; constant when it sets none).
         scheduler_d: The same for the discriminator step.
 
     Raises:
@@ -118,15 +121,16 @@ class DARLStep:
                                      name="optimizer_g")
         self.opt_d = build_optimizer(optimizer_d, self.d_params, default=paper_adam(config.lr_d, betas),
                                      name="optimizer_d")
-        self.sched_g = build_scheduler(scheduler_g, self.opt_g, name="scheduler_g")
-        self.sched_d = build_scheduler(scheduler_d, self.opt_d, name="scheduler_d")
+        from_config = config_scheduler(config)  # the config's warmup/decay unless a scheduler is injected
+        self.sched_g = build_scheduler(scheduler_g or from_config, self.opt_g, name="scheduler_g")
+        self.sched_d = build_scheduler(scheduler_d or from_config, self.opt_d, name="scheduler_d")
         use_scaler = config.amp == "fp16"
         self.scaler_g = torch.amp.GradScaler("cuda", enabled=use_scaler)
         self.scaler_d = torch.amp.GradScaler("cuda", enabled=use_scaler)
         # The pools draw from their own generators (state checkpointed with the pool).
         self.pool_mask = ImagePool(config.pool_size, generator=_seeded(config.seed, rank, 0x5001))
         self.pool_image = ImagePool(config.pool_size, generator=_seeded(config.seed, rank, 0x5002))
-        self.ema = make_ema(self.model, config.ema_decay)
+        self.ema = make_ema(self.model, config.ema_decay, warmup=config.ema_warmup)
 
         g_step: nn.Module = GeneratorPaths(self.model)
         d_step: nn.Module = DiscriminatorPair(self.disc_mask, self.disc_image)
