@@ -127,6 +127,7 @@ def export_segmenter(
     size: tuple[int, int] | None = None,
     verify: bool = True,
     opset: int = 17,
+    metadata: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Write the one-step segmenter of a DARL model to a file and check it against eager.
 
@@ -144,6 +145,9 @@ def export_segmenter(
             an input of another size and batch; raise when the difference exceeds the allowed
             one (:func:`verify_export`).
         opset: ONNX opset version (ONNX only).
+        metadata: Extra ONNX metadata entries (ONNX only; e.g. ``{"image_size": "256"}``, the
+            training crop ``darlkit segment --runtime onnx`` sets its default tile from).
+            ``size_multiple`` and ``segment_min_side`` are always written.
 
     Returns:
         A report: ``{"format", "path", "max_abs_diff", "eager_fp32_error", "allowed"}`` (see
@@ -168,8 +172,11 @@ def export_segmenter(
                               input_names=["image"], output_names=["logits"],
                               dynamic_axes={"image": axes, "logits": axes})
         proto = onnx.load(str(path))
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = "size_multiple", str(segmenter.size_multiple)
+        meta = {"size_multiple": str(segmenter.size_multiple),
+                "segment_min_side": str(int(getattr(model, "_segment_min_side", 1))), **(metadata or {})}
+        for key, value in meta.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = str(key), str(value)
         onnx.save(proto, str(path))
     elif fmt == "torchscript":
         with torch.no_grad():
@@ -274,6 +281,9 @@ class OnnxSegmenter:
     Attributes:
         size_multiple: H and W must be multiples of this (read from the model's metadata when
             present, else inferred as 1; ``darlkit.model`` tiling pads inputs to it).
+        min_side: Smallest network-input side (metadata ``segment_min_side``, else 1).
+        metadata: The file's metadata (``size_multiple``, ``segment_min_side``, ``image_size``
+            where ``darlkit export`` wrote it).
 
     Raises:
         ImportError: Without onnxruntime (``pip install 'darlkit[onnx]'``).
@@ -290,8 +300,10 @@ class OnnxSegmenter:
         self.path = Path(path)
         self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
-        meta = self.session.get_modelmeta().custom_metadata_map
+        meta = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.metadata = meta
         self.size_multiple = int(meta.get("size_multiple", 1))
+        self.min_side = int(meta.get("segment_min_side", 1))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Same as :meth:`segment` at ``t = 0``.
