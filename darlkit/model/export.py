@@ -64,6 +64,23 @@ def materialize_spectral_norm(module: nn.Module) -> nn.Module:
     return module
 
 
+def _copy(module: nn.Module) -> nn.Module:
+    """A deep copy of a network that may hold spectral-norm weights computed with autograd.
+
+    A spectrally normalised layer keeps the ``weight`` of its latest forward as a plain attribute;
+    after a forward with gradients enabled it is a non-leaf tensor, which ``copy.deepcopy`` refuses.
+    It is recomputed from ``weight_orig`` at every forward, so it is detached here first (in place
+    of the attribute; nothing the module computes changes).
+    """
+    from torch.nn.utils.spectral_norm import SpectralNorm
+
+    for sub in module.modules():
+        for hook in sub._forward_pre_hooks.values():
+            if isinstance(hook, SpectralNorm) and isinstance(getattr(sub, hook.name, None), torch.Tensor):
+                setattr(sub, hook.name, getattr(sub, hook.name).detach())
+    return copy.deepcopy(module)
+
+
 class OneStepSegmenter(nn.Module):
     """DARL's one-step segmentation at ``t = 0`` as a pure tensor function.
 
@@ -84,8 +101,8 @@ class OneStepSegmenter(nn.Module):
         for name in ("unet", "generator", "size_multiple"):
             if not hasattr(model, name):
                 raise TypeError(f"model must be a DARL model (with .{name}), got {type(model).__name__}")
-        self.unet = materialize_spectral_norm(copy.deepcopy(model.unet)).eval()
-        self.generator = materialize_spectral_norm(copy.deepcopy(model.generator)).eval()
+        self.unet = materialize_spectral_norm(_copy(model.unet)).eval()
+        self.generator = materialize_spectral_norm(_copy(model.generator)).eval()
         self.size_multiple = int(model.size_multiple)
         for p in self.parameters():
             p.requires_grad_(False)
