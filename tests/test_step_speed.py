@@ -65,3 +65,19 @@ def test_loss_dict_holds_python_floats_and_the_polarity_term():
     _, losses = _run(polarity_weight=0.5)
     assert all(type(v) is float for v in losses[0].values())
     assert set(losses[0]) == set(LOSS_TERMS) | {"loss_pol"}
+
+
+@pytest.mark.slow
+def test_train_step_benchmark_interleaves_rounds_and_reports_ratios():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "train_step.py"
+    spec = importlib.util.spec_from_file_location("train_step_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = {r["variant"]: r for r in bench.run(["eager", "eager_loop_adam"], "tiny", 32, warmup=1, repeats=2)}
+    assert set(rows) == {"eager", "eager_loop_adam"} and not any("error" in r for r in rows.values())
+    assert all(len(r["runs"]) == 2 and r["median_s"] > 0 for r in rows.values())
+    assert rows["eager"]["speedup_vs_eager"] == 1.0
+    assert rows["eager_loop_adam"]["speedup_vs_eager"] == rows["eager"]["median_s"] / rows["eager_loop_adam"]["median_s"]

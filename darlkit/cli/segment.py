@@ -331,13 +331,9 @@ def segment_files(
         return path.name, x, lambda seg, image: _segment_tensor(seg, image_size, image, options)
 
     prepared = prepare_segmenter(checkpoint, runtime=runtime, precision=precision, compile=compile,
-                                 device=device, use_ema=use_ema, check=check)
+                                 device=device, use_ema=use_ema, check=check, t=t)
     if prepared.image_size is None and tile is None:
         raise CLIError(f"--tile is needed: {checkpoint} does not record the model's training crop (image_size)")
-    if prepared.num_timesteps is None and t != 0:
-        raise CLIError(f"--t must be 0 with --runtime onnx (the exported graph segments at t = 0), got {t}")
-    if prepared.num_timesteps is not None and t >= prepared.num_timesteps:
-        raise CLIError(f"--t must be < {prepared.num_timesteps} (the diffusion steps of this model), got {t}")
     for line in prepared.notes:
         if report is not None:
             report(line)

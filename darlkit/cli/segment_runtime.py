@@ -138,6 +138,7 @@ def prepare_segmenter(
     device: str = "cpu",
     use_ema: bool | None = None,
     check: Callable[[int], tuple[str, Any, Callable]] | None = None,
+    t: int = 0,
 ) -> PreparedSegmenter:
     """Load a checkpoint (or ONNX file) as the segmenter ``darlkit segment`` runs.
 
@@ -152,6 +153,7 @@ def prepare_segmenter(
         check: For ``precision="auto"``: ``check(image_size)`` returns ``(name, image, segment)``, the check image
             (1, 1, H, W) in [-1, 1] and ``segment(segmenter, image) -> logits``; called only when
             the check is not cached.
+        t: The diffusion step that will be used (checked here, before any export or check).
 
     Returns:
         A :class:`PreparedSegmenter`.
@@ -170,6 +172,8 @@ def prepare_segmenter(
             raise CLIError("--runtime onnx runs float32 without --compile (drop --precision bf16 / --compile)")
         if device != "cpu":
             raise CLIError(f"--runtime onnx runs on the CPU (onnxruntime's CPU provider), got --device {device}")
+        if t != 0:
+            raise CLIError(f"--t must be 0 with --runtime onnx (the exported graph segments at t = 0), got {t}")
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
@@ -183,6 +187,8 @@ def prepare_segmenter(
     elif is_onnx_file:
         raise CLIError(f"--checkpoint {checkpoint} is an ONNX file: segment it with --runtime onnx")
     model, config = load_trained_model(checkpoint, device=device, use_ema=use_ema)
+    if t >= config.num_timesteps:
+        raise CLIError(f"--t must be < {config.num_timesteps} (the diffusion steps of this model), got {t}")
     if runtime == "onnx":
         seg = _onnx_segmenter(checkpoint, model, config, use_ema, notes)
         return PreparedSegmenter(seg, config.image_size, config.num_timesteps, notes)
