@@ -136,7 +136,8 @@ def _images(data, k: int = 2):
 def test_cli_fp32_masks_equal_the_model_and_workers_do_not_change_them(run, tmp_path, capsys):
     data, ckpt = run
     images = _images(data, 2)
-    base = ["segment", *map(str, images), "--checkpoint", str(ckpt), "--precision", "fp32", "--tile", "48"]
+    base = ["segment", *map(str, images), "--checkpoint", str(ckpt), "--runtime", "torch", "--precision", "fp32",
+            "--tile", "48"]
     assert main([*base, "--out", str(tmp_path / "w0"), "--workers", "0"]) == 0
     out = capsys.readouterr().out
     assert "runtime: torch" in out and "precision: fp32 (--precision)" in out
@@ -154,7 +155,8 @@ def test_cli_fp32_masks_equal_the_model_and_workers_do_not_change_them(run, tmp_
 
 def test_cli_auto_precision_is_checked_once_and_cached(run, tmp_path, capsys):
     data, ckpt = run
-    argv = ["segment", str(_images(data, 1)[0]), "--checkpoint", str(ckpt), "--overwrite", "--out", str(tmp_path)]
+    argv = ["segment", str(_images(data, 1)[0]), "--checkpoint", str(ckpt), "--runtime", "torch", "--overwrite",
+            "--out", str(tmp_path)]
     assert main(argv) == 0
     first = capsys.readouterr().out
     assert main(argv) == 0
@@ -179,16 +181,24 @@ def test_cli_unreadable_input_in_a_worker_is_one_line(run, tmp_path, capsys):
 
 
 @needs_ort
+@pytest.mark.slow
 def test_cli_onnx_runtime_masks_equal_torch_masks_and_the_export_is_cached(run, tmp_path, capsys):
-    data, ckpt = run
+    import shutil
+
+    data, shared = run
+    ckpt = tmp_path / "ck" / "last.pt"  # a checkpoint of its own: no export cached by other tests
+    ckpt.parent.mkdir()
+    shutil.copy(shared, ckpt)
     images = _images(data, 2)
     base = ["segment", *map(str, images), "--tile", "48", "--overlay"]
-    assert main([*base, "--checkpoint", str(ckpt), "--precision", "fp32", "--out", str(tmp_path / "torch")]) == 0
+    assert main([*base, "--checkpoint", str(ckpt), "--runtime", "torch", "--precision", "fp32",
+                 "--out", str(tmp_path / "torch")]) == 0
+    capsys.readouterr()
     assert main([*base, "--checkpoint", str(ckpt), "--runtime", "onnx", "--out", str(tmp_path / "onnx")]) == 0
     first = capsys.readouterr().out
     assert "exported to" in first and "max |onnx - eager|" in first
-    assert main([*base, "--checkpoint", str(ckpt), "--runtime", "onnx", "--out", str(tmp_path / "again")]) == 0
-    assert "cached export" in capsys.readouterr().out
+    assert main([*base, "--checkpoint", str(ckpt), "--out", str(tmp_path / "again")]) == 0  # the default runtime
+    assert "runtime: onnxruntime, cached export" in capsys.readouterr().out
     onnx_file = tmp_path / "seg.onnx"  # a file from `darlkit export` as --checkpoint (runtime onnx implied)
     assert main(["export", str(ckpt), "--out", str(onnx_file)]) == 0
     assert main([*base, "--checkpoint", str(onnx_file), "--out", str(tmp_path / "file")]) == 0
@@ -230,3 +240,17 @@ def test_cli_onnx_without_onnxruntime_is_one_line(run, tmp_path, capsys, monkeyp
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert "pip install 'darlkit[onnx]'" in err and len(err.splitlines()) == 1, err
+
+
+@needs_ort
+def test_cli_default_runtime_is_onnx_where_installed_else_torch(run, tmp_path, capsys, monkeypatch):
+    data, ckpt = run
+    image = str(_images(data, 1)[0])
+    assert main(["segment", image, "--checkpoint", str(ckpt), "--out", str(tmp_path / "a")]) == 0
+    assert "runtime: onnxruntime" in capsys.readouterr().out
+    for extra in (["--t", "2"], ["--precision", "bf16"]):  # calls ONNX Runtime does not run: torch
+        assert main(["segment", image, "--checkpoint", str(ckpt), "--out", str(tmp_path / "b"), "--overwrite", *extra]) == 0
+        assert "runtime: torch" in capsys.readouterr().out
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed: torch, no error
+    assert main(["segment", image, "--checkpoint", str(ckpt), "--out", str(tmp_path / "c")]) == 0
+    assert "runtime: torch" in capsys.readouterr().out

@@ -14,6 +14,12 @@ crop; ``--overlap``, default an eighth of the tile) as their polyphase sub-image
 ``--scale S`` resamples the image by ``S`` first (to give the vessels the width the model was
 trained at) and the output back to the input's size. Existing masks are never replaced
 unless ``--overwrite`` is given (an input is never replaced).
+
+The model runs as an :class:`~darlkit.model.InferenceSegmenter` (spectral norms folded,
+``torch.inference_mode``, the input checked once per image): ``--precision auto`` picks bf16
+where it is native and verified, ``--runtime onnx`` runs onnxruntime, ``--compile``
+``torch.compile`` (see :mod:`darlkit.cli.segment_runtime`). Inputs are decoded in ``--workers``
+DataLoader processes while the model runs, with a progress bar on a terminal.
 """
 
 from __future__ import annotations
@@ -75,8 +81,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing masks in --out")
     p.add_argument("--device", type=argtypes.device, default="cpu", help="device (default cpu)")
     p.add_argument("--runtime", choices=RUNTIMES, default=None,
-                   help="torch (default) or onnx: onnxruntime on a .onnx --checkpoint from `darlkit export`, or on "
-                        "the checkpoint exported once into .darlkit-cache/ next to it (needs darlkit[onnx]; --t 0 only)")
+                   help="onnx: onnxruntime on a .onnx --checkpoint from `darlkit export`, or on the checkpoint "
+                        "exported once into .darlkit-cache/ next to it (needs darlkit[onnx]; CPU, float32, --t 0); "
+                        "torch: PyTorch. Default: onnx where darlkit[onnx] is installed and the call allows it, else torch")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="auto (default): bf16 where the device has native bf16 and its masks agree with float32 "
                         "(Dice >= 0.99 on the first input, checked once per checkpoint), else fp32")
