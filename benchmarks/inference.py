@@ -12,9 +12,9 @@ Variants (paper networks unless ``--preset tiny``; every variant segments the sa
 - ``onnxruntime``: the ONNX export run by onnxruntime (``pip install 'darlkit[onnx]'``; export
   time reported as set-up).
 - ``segment_default``: what ``darlkit segment`` runs at its defaults (less file I/O):
-  ``segment_image`` of the whole images (default tiling) with an
-  :class:`~darlkit.model.InferenceSegmenter` in the precision ``--precision auto`` picks on this
-  CPU (bf16 where native; the per-checkpoint mask check is not timed).
+  ``segment_image`` of the whole images (default tiling, padding, polyphase split) with an
+  :class:`~darlkit.model.InferenceSegmenter` of the ONNX export where onnxruntime is installed
+  (the default runtime; export reported as set-up), else of the torch networks in float32.
 
 Each (size, batch) cell calls every variant once (warm-up, reported), then runs ``--repeats``
 rounds calling each variant once in turn (interleaved, so a change of the shared machine's load
@@ -83,8 +83,14 @@ def build_variant(name: str, model: torch.nn.Module, workdir: Path) -> tuple[Cal
         export_segmenter(model, path, format="onnx", verify=False)
         fn = load_exported(path, format="onnx")
     elif name == "segment_default":
-        precision = "bf16" if native_bf16("cpu") else "fp32"
-        seg = InferenceSegmenter(model, precision=precision)
+        try:  # darlkit segment's default: ONNX Runtime where installed, else torch
+            import onnxruntime  # noqa: F401
+
+            path = workdir / "segment_default.onnx"
+            export_segmenter(model, path, format="onnx", verify=False)
+            seg = InferenceSegmenter(model, onnx=path)
+        except ImportError:
+            seg = InferenceSegmenter(model, precision="fp32")
         fn = _whole_images(seg, model)
     else:
         seg = OneStepSegmenter(model)

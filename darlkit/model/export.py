@@ -312,6 +312,9 @@ class OnnxSegmenter:
         except ImportError as exc:
             raise ImportError("running ONNX models needs onnxruntime: pip install 'darlkit[onnx]'") from exc
         opts = ort.SessionOptions()
+        # No busy-waiting of the thread pool between runs: on a shared CPU (or between tiles,
+        # while PyTorch blends) spinning threads would take the cores the next step needs.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads is not None:
             opts.intra_op_num_threads = int(threads)
         self.path = Path(path)
