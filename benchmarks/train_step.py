@@ -90,8 +90,11 @@ def _load() -> list[float] | None:
         return None
 
 
-def run(variants: list[str], preset: str, size: int, warmup: int, repeats: int) -> list[dict]:
-    """Build and warm up every configuration, then time ``repeats`` interleaved rounds."""
+def run(variants: list[str], preset: str, size: int, warmup: int, repeats: int, on_round=None) -> list[dict]:
+    """Build and warm up every configuration, then time ``repeats`` interleaved rounds.
+
+    ``on_round(results)`` is called after every round with the results so far (medians of the
+    rounds done), so a run stopped early keeps what it measured."""
     steps, results = {}, {}
     for v in variants:
         try:
@@ -105,14 +108,22 @@ def run(variants: list[str], preset: str, size: int, warmup: int, repeats: int) 
         for v, fn in steps.items():
             results[v]["runs"].append(_timed(fn))
         print(f"[train_step] round {r + 1}/{repeats} done", file=sys.stderr, flush=True)
+        _summarise(results)
+        if on_round is not None:
+            on_round([results[v] for v in variants])
+    _summarise(results)
+    return [results[v] for v in variants]
+
+
+def _summarise(results: dict[str, dict]) -> None:
+    """Medians of the rounds so far and their ratios to the baseline, in place."""
     for res in results.values():
-        if "error" not in res:
+        if res.get("runs"):
             res["median_s"] = statistics.median(res["runs"])
     base = results.get(BASELINE, {}).get("median_s")
     for res in results.values():
         if base and "median_s" in res:
             res["speedup_vs_eager"] = base / res["median_s"]
-    return [results[v] for v in variants]
 
 
 def main() -> None:
@@ -135,34 +146,39 @@ def main() -> None:
     if BASELINE not in variants:
         variants.insert(0, BASELINE)
     load_before = _load()
-    results = run(variants, args.preset, size, args.warmup, args.repeats)
-    report = {
-        "benchmark": "train_step",
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "device": device_name(),
-        "cpu_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "preset": args.preset,
-        "image_size": size,
-        "batch_size": 1,
-        "seed": TrainConfig.preset(args.preset).seed,
-        "warmup": args.warmup,
-        "repeats": args.repeats,
-        "load_average_1_5_15min": {"before": load_before, "after": _load()},
-        "results": results,
-    }
-    md = _markdown(report)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(md)
-    if args.save:
+
+    def report_of(results: list[dict]) -> dict:
+        return {
+            "benchmark": "train_step",
+            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "device": device_name(),
+            "cpu_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "preset": args.preset,
+            "image_size": size,
+            "batch_size": 1,
+            "seed": TrainConfig.preset(args.preset).seed,
+            "warmup": args.warmup,
+            "repeats": args.repeats,
+            "rounds_done": min((len(r.get("runs", [])) for r in results if "error" not in r), default=0),
+            "load_average_1_5_15min": {"before": load_before, "after": _load()},
+            "results": results,
+        }
+
+    def save(report: dict) -> None:
         out = Path(__file__).resolve().parent / "results"
         out.mkdir(exist_ok=True)
         stem = f"train_step_cpu_{_dt.date.today().isoformat()}"
         (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
-        (out / f"{stem}.md").write_text(md + "\n")
+        (out / f"{stem}.md").write_text(_markdown(report) + "\n")
+
+    results = run(variants, args.preset, size, args.warmup, args.repeats,
+                  on_round=(lambda res: save(report_of(res))) if args.save else None)
+    report = report_of(results)
+    print(json.dumps(report, indent=2) if args.json else _markdown(report))
+    if args.save:
+        save(report)
 
 
 def _markdown(report: dict) -> str:
@@ -170,7 +186,8 @@ def _markdown(report: dict) -> str:
         f"# DARL training iteration on CPU ({report['device']}, {report['cpu_threads']} threads, torch {report['torch']})",
         "",
         f"Command: `{report['command']}`; {report['preset']} networks, {report['image_size']}x{report['image_size']} "
-        f"batch 1, seed {report['seed']}. Median of {report['repeats']} interleaved rounds after {report['warmup']} "
+        f"batch 1, seed {report['seed']}. Median of {report['rounds_done']} (of {report['repeats']} asked) interleaved "
+        f"rounds after {report['warmup']} "
         f"warm-up step(s); {report['date']}. Load average (1, 5, 15 min) before / after: "
         f"{report['load_average_1_5_15min']['before']} / {report['load_average_1_5_15min']['after']} (shared machine).",
         "",
@@ -182,6 +199,8 @@ def _markdown(report: dict) -> str:
             lines.append(f"| {r['variant']} | failed: {r['error']} | | | |")
             continue
         runs = ", ".join(f"{t:.2f}" for t in r["runs"])
+        if "median_s" not in r:
+            continue
         lines.append(f"| {r['variant']} | {r['median_s']:.3f} | {r.get('speedup_vs_eager', 1.0):.2f} | {runs} | "
                      f"{r['warmup_s']:.1f} |")
     return "\n".join(lines)
