@@ -197,7 +197,7 @@ def test_cli_onnx_runtime_masks_equal_torch_masks_and_the_export_is_cached(run, 
     assert main([*base, "--checkpoint", str(ckpt), "--runtime", "onnx", "--out", str(tmp_path / "onnx")]) == 0
     first = capsys.readouterr().out
     assert "exported to" in first and "max |onnx - eager|" in first
-    assert main([*base, "--checkpoint", str(ckpt), "--out", str(tmp_path / "again")]) == 0  # the default runtime
+    assert main([*base, "--checkpoint", str(ckpt), "--runtime", "onnx", "--out", str(tmp_path / "again")]) == 0
     assert "runtime: onnxruntime, cached export" in capsys.readouterr().out
     onnx_file = tmp_path / "seg.onnx"  # a file from `darlkit export` as --checkpoint (runtime onnx implied)
     assert main(["export", str(ckpt), "--out", str(onnx_file)]) == 0
@@ -242,15 +242,8 @@ def test_cli_onnx_without_onnxruntime_is_one_line(run, tmp_path, capsys, monkeyp
     assert "pip install 'darlkit[onnx]'" in err and len(err.splitlines()) == 1, err
 
 
-@needs_ort
-def test_cli_default_runtime_is_onnx_where_installed_else_torch(run, tmp_path, capsys, monkeypatch):
+def test_cli_default_runtime_is_torch(run, tmp_path, capsys):
     data, ckpt = run
     image = str(_images(data, 1)[0])
     assert main(["segment", image, "--checkpoint", str(ckpt), "--out", str(tmp_path / "a")]) == 0
-    assert "runtime: onnxruntime" in capsys.readouterr().out
-    for extra in (["--t", "2"], ["--precision", "bf16"]):  # calls ONNX Runtime does not run: torch
-        assert main(["segment", image, "--checkpoint", str(ckpt), "--out", str(tmp_path / "b"), "--overwrite", *extra]) == 0
-        assert "runtime: torch" in capsys.readouterr().out
-    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed: torch, no error
-    assert main(["segment", image, "--checkpoint", str(ckpt), "--out", str(tmp_path / "c")]) == 0
     assert "runtime: torch" in capsys.readouterr().out

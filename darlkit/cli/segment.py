@@ -83,7 +83,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--runtime", choices=RUNTIMES, default=None,
                    help="onnx: onnxruntime on a .onnx --checkpoint from `darlkit export`, or on the checkpoint "
                         "exported once into .darlkit-cache/ next to it (needs darlkit[onnx]; CPU, float32, --t 0); "
-                        "torch: PyTorch. Default: onnx where darlkit[onnx] is installed and the call allows it, else torch")
+                        "torch: PyTorch (default, except for a .onnx --checkpoint)")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="auto (default): bf16 where the device has native bf16 and its masks agree with float32 "
                         "(Dice >= 0.99 on the first input, checked once per checkpoint), else fp32")

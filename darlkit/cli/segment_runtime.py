@@ -4,10 +4,10 @@
 model; ``--runtime onnx`` runs an ONNX file through onnxruntime: a ``.onnx`` file given as
 ``--checkpoint`` (written by ``darlkit export``), or the checkpoint exported on the fly, verified
 against eager (``darlkit.model.export_segmenter``) and kept in the cache folder
-``.darlkit-cache/`` next to the checkpoint, so later runs reuse it. Without ``--runtime``, ONNX
-Runtime is used where ``darlkit[onnx]`` is installed and the call is one it runs (CPU, ``t = 0``,
-no ``--compile``, no ``--precision bf16``): it is the fastest path measured, with float32 masks;
-otherwise torch.
+``.darlkit-cache/`` next to the checkpoint, so later runs reuse it. ONNX Runtime is the fastest
+path measured on a CPU (``benchmarks/results/inference_cpu_2026-12-02.md``) but not the default:
+the first run's export, and the session, raised the peak memory of a 1000 x 1000 paper-network
+segmentation from under 1.5 GB to 3.9 GB (``tests/test_inference_memory.py``).
 
 ``--precision auto`` (the default; torch runtime) picks bf16 on a device with native bf16
 (:func:`~darlkit.model.native_bf16`) when the Dice between its masks and the float32 masks on the
@@ -132,23 +132,6 @@ def _choose_precision(checkpoint: Path, model, image_size: int, use_ema, device:
     return chosen
 
 
-def _onnx_pays(device: str, t: int, precision: str, compile: bool) -> bool:
-    """Whether the default runtime is ONNX Runtime: it is installed and the call is one it runs.
-
-    ONNX Runtime segments 3.1x faster than eager PyTorch float32 and 1.7x faster than bf16 for the
-    paper networks at 512 x 512 on the development CPU, with masks equal to float32's
-    (``benchmarks/results/inference_cpu_2026-12-02.md``); it runs float32 at ``t = 0`` on the CPU.
-    """
-    if device != "cpu" or t != 0 or compile or precision == "bf16":
-        return False
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def prepare_segmenter(
     checkpoint: Path,
     *,
@@ -165,10 +148,7 @@ def prepare_segmenter(
     Args:
         checkpoint: ``last.pt`` / ``best.pt``, a model folder, or a ``.onnx`` file from
             ``darlkit export``.
-        runtime: ``"torch"``, ``"onnx"`` or ``None``: ``onnx`` for a ``.onnx`` file, and for a
-            checkpoint where onnx and onnxruntime are installed and the call is one ONNX Runtime
-            runs (CPU, ``t = 0``, no ``compile``, precision not ``bf16``; the fastest measured
-            path), else ``torch``; an automatic ONNX export that cannot be cached falls back to torch.
+        runtime: ``"torch"``, ``"onnx"`` or ``None`` (``onnx`` for a ``.onnx`` file, else ``torch``).
         precision: ``"auto"``, ``"fp32"`` or ``"bf16"`` (see the module docstring).
         compile: ``torch.compile`` the networks (torch runtime).
         device: Torch device (``cpu`` for ONNX).
@@ -189,9 +169,7 @@ def prepare_segmenter(
 
     is_onnx_file = checkpoint.is_file() and checkpoint.suffix.lower() == ".onnx"
     notes: list[str] = []
-    auto = runtime is None
-    if auto:
-        runtime = "onnx" if is_onnx_file or _onnx_pays(device, t, precision, compile) else "torch"
+    runtime = runtime or ("onnx" if is_onnx_file else "torch")
     if runtime == "onnx":
         if precision == "bf16" or compile:
             raise CLIError("--runtime onnx runs float32 without --compile (drop --precision bf16 / --compile)")
@@ -215,13 +193,8 @@ def prepare_segmenter(
     if t >= config.num_timesteps:
         raise CLIError(f"--t must be < {config.num_timesteps} (the diffusion steps of this model), got {t}")
     if runtime == "onnx":
-        try:
-            seg = _onnx_segmenter(checkpoint, model, config, use_ema, notes)
-            return PreparedSegmenter(seg, config.image_size, config.num_timesteps, notes)
-        except CLIError as exc:
-            if not auto:
-                raise
-            notes.append(f"runtime: torch (onnx skipped: {exc})")
+        seg = _onnx_segmenter(checkpoint, model, config, use_ema, notes)
+        return PreparedSegmenter(seg, config.image_size, config.num_timesteps, notes)
     if precision == "auto":
         precision = _choose_precision(checkpoint, model, config.image_size, use_ema, device, check, notes)
     else:

@@ -25,6 +25,7 @@ import contextlib
 import os
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -212,7 +213,12 @@ class InferenceSegmenter:
     __call__ = segment
 
 
-def bf16_agreement(fp32: InferenceSegmenter, bf16: InferenceSegmenter, images: list[torch.Tensor], segment) -> float:
+def bf16_agreement(
+    fp32: InferenceSegmenter,
+    bf16: InferenceSegmenter,
+    images: list[torch.Tensor],
+    segment: Callable[[InferenceSegmenter, torch.Tensor], torch.Tensor],
+) -> float:
     """Mean Dice between the bf16 and the float32 masks of a check set.
 
     Args:
