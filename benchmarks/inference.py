@@ -11,10 +11,11 @@ Variants (paper networks unless ``--preset tiny``; every variant segments the sa
 - ``compiled_bf16``: ``compiled`` under bf16 autocast.
 - ``onnxruntime``: the ONNX export run by onnxruntime (``pip install 'darlkit[onnx]'``; export
   time reported as set-up).
-- ``segment_default``: what ``darlkit segment`` runs at its defaults (less file I/O):
-  ``segment_image`` of the whole images (default tiling, padding, polyphase split) with an
+- ``segment_default``: the whole ``darlkit segment`` path (less file I/O): ``segment_image`` of
+  the whole images (default tiling, padding, polyphase split) with an
   :class:`~darlkit.model.InferenceSegmenter` of the ONNX export where onnxruntime is installed
-  (the default runtime; export reported as set-up), else of the torch networks in float32.
+  (``darlkit segment --runtime onnx``; export reported as set-up), else of the torch networks in
+  float32. (The name is historical: ONNX was briefly the CLI's default; the default is torch.)
 
 Each (size, batch) cell calls every variant once (warm-up, reported), then runs ``--repeats``
 rounds calling each variant once in turn (interleaved, so a change of the shared machine's load
