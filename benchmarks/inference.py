@@ -10,10 +10,17 @@ Variants (paper networks unless ``--preset tiny``; every variant segments the sa
   compilation, reported separately, never hidden in the timing).
 - ``compiled_bf16``: ``compiled`` under bf16 autocast.
 - ``onnxruntime``: the ONNX export run by onnxruntime (``pip install 'darlkit[onnx]'``; export
-  time reported as warm-up).
+  time reported as set-up).
+- ``segment_default``: the whole ``darlkit segment`` path (less file I/O): ``segment_image`` of
+  the whole images (default tiling, padding, polyphase split) with an
+  :class:`~darlkit.model.InferenceSegmenter` of the ONNX export where onnxruntime is installed
+  (``darlkit segment --runtime onnx``; export reported as set-up), else of the torch networks in
+  float32. (The name is historical: ONNX was briefly the CLI's default; the default is torch.)
 
-Each (size, batch) cell reports the median of ``--repeats`` timed calls after one warm-up call,
-the ratio to ``eager`` measured in the same run, and for the reduced-precision variants the
+Each (size, batch) cell calls every variant once (warm-up, reported), then runs ``--repeats``
+rounds calling each variant once in turn (interleaved, so a change of the shared machine's load
+affects all alike) and reports each variant's median, the ratio to ``eager`` measured in the
+same run, and for the reduced-precision variants the
 Dice between their masks and the float32 masks (a bf16 variant is only usable where that
 agreement is >= 0.99). A variant that fails is reported with its error.
 
@@ -30,6 +37,7 @@ import argparse
 import contextlib
 import datetime as _dt
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -41,10 +49,14 @@ import torch
 
 from darlkit._platform import device_name
 from darlkit.metrics import dice_score
+from darlkit.model import InferenceSegmenter, native_bf16, segment_image
 from darlkit.model.export import OneStepSegmenter, export_segmenter, load_exported
+from darlkit.polyphase import polyphase_merge, polyphase_split
 from darlkit.training import TrainConfig, build_networks
 
-VARIANTS: tuple[str, ...] = ("eager", "inference", "bf16", "compiled", "compiled_bf16", "onnxruntime")
+VARIANTS: tuple[str, ...] = (
+    "eager", "inference", "bf16", "compiled", "compiled_bf16", "onnxruntime", "segment_default",
+)
 
 
 def _bf16(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -71,6 +83,16 @@ def build_variant(name: str, model: torch.nn.Module, workdir: Path) -> tuple[Cal
         path = workdir / "segmenter.onnx"
         export_segmenter(model, path, format="onnx", verify=False)
         fn = load_exported(path, format="onnx")
+    elif name == "segment_default":
+        try:  # darlkit segment's default: ONNX Runtime where installed, else torch
+            import onnxruntime  # noqa: F401
+
+            path = workdir / "segment_default.onnx"
+            export_segmenter(model, path, format="onnx", verify=False)
+            seg = InferenceSegmenter(model, onnx=path)
+        except ImportError:
+            seg = InferenceSegmenter(model, precision="fp32")
+        fn = _whole_images(seg, model)
     else:
         seg = OneStepSegmenter(model)
         fn = _compiled(seg) if name.startswith("compiled") else seg
@@ -79,19 +101,56 @@ def build_variant(name: str, model: torch.nn.Module, workdir: Path) -> tuple[Cal
     return fn, time.perf_counter() - t0
 
 
-def time_cell(fn: Callable, x: torch.Tensor, repeats: int) -> dict[str, Any]:
-    """Warm-up call then ``repeats`` timed calls of ``fn(x)`` under inference mode."""
+def _whole_images(seg: InferenceSegmenter, model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``segment_image`` as ``darlkit segment`` calls it, on the images the polyphase halves come from.
+
+    The benchmark's inputs are the four polyphase halves of each image (a batch of 4 x batch);
+    this merges them back, segments the images with the default tiling (tile = 2 x the training
+    crop) and splits the output again, so its output compares with the other variants'."""
+    image_size = int(getattr(model.unet, "image_size", 256))
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return polyphase_split(segment_image(seg, polyphase_merge(x), image_size=image_size))
+
+    return run
+
+
+def _call(fn: Callable, x: torch.Tensor) -> tuple[float, torch.Tensor]:
     ctx = torch.inference_mode() if fn.__class__.__name__ != "OnnxSegmenter" else contextlib.nullcontext()
     with ctx:
         t0 = time.perf_counter()
         out = fn(x)
-        warm = time.perf_counter() - t0
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn(x)
-            times.append(time.perf_counter() - t0)
-    return {"warmup_s": warm, "median_s": statistics.median(times), "times_s": times, "out": out}
+        return time.perf_counter() - t0, out.float().clone() if isinstance(out, torch.Tensor) else out
+
+
+def time_cell(fns: dict[str, Callable], x: torch.Tensor, repeats: int) -> dict[str, dict[str, Any]]:
+    """One warm-up call of every variant, then ``repeats`` rounds calling each variant once in turn.
+
+    Interleaving the rounds makes a change of the machine's load affect every variant alike; each
+    variant's median over the rounds is reported, with its warm-up (first call: compilation
+    for the compiled variants) separately."""
+    cells: dict[str, dict[str, Any]] = {}
+    for name, fn in fns.items():
+        try:
+            warm, out = _call(fn, x)
+            cells[name] = {"warmup_s": warm, "times_s": [], "out": out}
+        except Exception as exc:  # noqa: BLE001 - report, do not stop the benchmark
+            cells[name] = {"error": f"{type(exc).__name__}: {exc}"}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            if "error" not in cells[name]:
+                cells[name]["times_s"].append(_call(fn, x)[0])
+    for cell in cells.values():
+        if "error" not in cell:
+            cell["median_s"] = statistics.median(cell["times_s"])
+    return cells
+
+
+def _load() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -102,40 +161,35 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model, _, _ = build_networks(TrainConfig.preset(args.preset), seed=args.seed)
     model.eval()
     rows = []
+    load_before = _load()
     with tempfile.TemporaryDirectory() as tmp:
-        fns: dict[str, tuple[Callable, float] | str] = {}
+        fns: dict[str, tuple[Callable, float]] = {}
+        failed: dict[str, str] = {}
         for name in args.variants:
             try:
                 fns[name] = build_variant(name, model, Path(tmp))
             except Exception as exc:  # noqa: BLE001 - report, do not stop the benchmark
-                fns[name] = f"{type(exc).__name__}: {exc}"
+                failed[name] = f"{type(exc).__name__}: {exc}"
         for size in args.sizes:
             for batch in args.batches:
                 gen = torch.Generator().manual_seed(args.seed)
                 # The paper's rule: a 2s x 2s image is segmented as its four s x s polyphase
                 # sub-images in one batch; here the input is that batch of 4 * batch images.
                 x = torch.rand((4 * batch, 1, size // 2, size // 2), generator=gen) * 2 - 1
-                base = None
+                cells = time_cell({k: v[0] for k, v in fns.items()}, x, args.repeats)
+                base = cells.get("eager", {})
                 for name in args.variants:
                     entry: dict[str, Any] = {"variant": name, "size": size, "batch": batch}
-                    built = fns[name]
-                    if isinstance(built, str):
-                        entry["error"] = built
+                    if name in failed:
+                        entry["error"] = failed[name]
                     else:
-                        fn, setup = built
-                        try:
-                            cell = time_cell(fn, x, args.repeats)
-                        except Exception as exc:  # noqa: BLE001
-                            entry["error"] = f"{type(exc).__name__}: {exc}"
-                        else:
-                            out = cell.pop("out").float()
-                            entry.update(cell, setup_s=setup)
-                            if name == "eager":
-                                base = (cell["median_s"], out)
-                            elif base is not None:
-                                entry["speedup_vs_eager"] = base[0] / cell["median_s"]
-                                entry["max_abs_diff_vs_eager"] = float((out - base[1]).abs().max())
-                                entry["mask_dice_vs_eager"] = float(dice_score(out, (base[1] > 0).float()).mean())
+                        cell = dict(cells[name])
+                        out = cell.pop("out", None)
+                        entry.update(cell, setup_s=fns[name][1])
+                        if "error" not in cell and name != "eager" and "median_s" in base:
+                            entry["speedup_vs_eager"] = base["median_s"] / cell["median_s"]
+                            entry["max_abs_diff_vs_eager"] = float((out - base["out"]).abs().max())
+                            entry["mask_dice_vs_eager"] = float(dice_score(out, (base["out"] > 0).float()).mean())
                     rows.append(entry)
                     _print_row(entry)
     return {
@@ -143,11 +197,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": device_name("cpu"),
+        "native_bf16": native_bf16("cpu"),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "preset": args.preset,
         "seed": args.seed,
         "repeats": args.repeats,
+        "load_average_1_5_15min": {"before": load_before, "after": _load()},
         "rows": rows,
     }
 
@@ -170,7 +226,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         "",
         f"Command: `{report['command']}`; machine: {report['machine']}, {report['threads']} threads, "
         f"torch {report['torch']}; preset {report['preset']}, seed {report['seed']}, median of "
-        f"{report['repeats']} after one warm-up call. Sizes are image sides (segmented as four polyphase halves).",
+        f"{report['repeats']} interleaved rounds after one warm-up call. Sizes are image sides (segmented as four "
+        f"polyphase halves). Load average (1, 5, 15 min) before / after: {report.get('load_average_1_5_15min')}.",
         "",
         "| variant | size | batch | median s | warm-up s | x eager | mask Dice vs fp32 |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -197,6 +254,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
     p.add_argument("--save", action="store_true", help="write benchmarks/results/inference_cpu_<date>.json/.md")
+    p.add_argument("--tag", default="", help="suffix of the saved file names (e.g. _512)")
     args = p.parse_args(argv)
     for s in args.sizes:
         if s <= 0 or s % 2:
@@ -205,7 +263,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     if args.save:
-        out = Path(__file__).resolve().parent / "results" / f"inference_cpu_{report['date'][:10]}"
+        out = Path(__file__).resolve().parent / "results" / f"inference_cpu_{report['date'][:10]}{args.tag}"
         out.with_suffix(".json").write_text(json.dumps(report, indent=2))
         out.with_suffix(".md").write_text(to_markdown(report))
     return report

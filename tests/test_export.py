@@ -162,12 +162,17 @@ def test_inference_benchmark_smoke(tmp_path):
     spec = importlib.util.spec_from_file_location("inference_benchmark", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    variants = ["eager", "inference", "bf16"]
-    report = bench.main(["--preset", "tiny", "--sizes", "64", "--batches", "1", "--repeats", "1",
+    variants = ["eager", "inference", "bf16", "segment_default"]
+    report = bench.main(["--preset", "tiny", "--sizes", "64", "--batches", "1", "--repeats", "2",
                          "--variants", *variants, "--json", str(tmp_path / "r.json")])
     rows = {r["variant"]: r for r in report["rows"]}
     assert set(rows) == set(variants) and not any("error" in r for r in rows.values())
     assert rows["inference"]["max_abs_diff_vs_eager"] == 0.0  # the same numbers, faster path
     assert 0.9 <= rows["bf16"]["mask_dice_vs_eager"] <= 1.0
+    assert all(len(r["times_s"]) == 2 and r["median_s"] > 0 for r in rows.values())  # interleaved rounds
+    # darlkit segment's default path: whole-image segment_image, fp32 equal to eager, bf16 close
+    assert rows["segment_default"]["max_abs_diff_vs_eager"] == 0.0 or report["native_bf16"]
+    assert rows["segment_default"]["mask_dice_vs_eager"] >= 0.9
+    assert len(report["load_average_1_5_15min"]["before"]) == 3
     assert "| inference | 64 | 1 |" in bench.to_markdown(report)
     assert (tmp_path / "r.json").is_file()

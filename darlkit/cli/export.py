@@ -45,10 +45,12 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--out: {out} exists (pass --overwrite to replace it)")
     if not out.parent.is_dir():
         raise CLIError(f"--out: folder {out.parent} does not exist")
-    model, _ = load_trained_model(args.checkpoint, use_ema=True if args.ema else None)
+    model, config = load_trained_model(args.checkpoint, use_ema=True if args.ema else None)
+    # The training crop, from which `darlkit segment --runtime onnx` sets its default tile.
+    meta = {"image_size": str(config.image_size)} if args.format == "onnx" else None
     try:
         report = export_segmenter(model, out, format=args.format, size=tuple(args.size) if args.size else None,
-                                  verify=not args.no_verify)
+                                  verify=not args.no_verify, metadata=meta)
     except ImportError as exc:
         raise CLIError(str(exc)) from None
     except PermissionError as exc:

@@ -14,6 +14,12 @@ crop; ``--overlap``, default an eighth of the tile) as their polyphase sub-image
 ``--scale S`` resamples the image by ``S`` first (to give the vessels the width the model was
 trained at) and the output back to the input's size. Existing masks are never replaced
 unless ``--overwrite`` is given (an input is never replaced).
+
+The model runs as an :class:`~darlkit.model.InferenceSegmenter` (spectral norms folded,
+``torch.inference_mode``, the input checked once per image): ``--precision auto`` picks bf16
+where it is native and verified, ``--runtime onnx`` runs onnxruntime, ``--compile``
+``torch.compile`` (see :mod:`darlkit.cli.segment_runtime`). Inputs are decoded in ``--workers``
+DataLoader processes while the model runs, with a progress bar on a terminal.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from darlkit.cli import CLIError, add_command, argtypes
+
+RUNTIMES: tuple[str, ...] = ("torch", "onnx")
+"""Values of ``--runtime``."""
 
 __all__ = ["add_parser", "run", "segment_files", "output_names", "overlay_image"]
 
@@ -63,6 +72,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--ema", action="store_true", help="use the checkpoint's EMA weights")
     p.add_argument("--overwrite", action="store_true", help="replace existing masks in --out")
     p.add_argument("--device", type=argtypes.device, default="cpu", help="device (default cpu)")
+    p.add_argument("--runtime", choices=RUNTIMES, default=None,
+                   help="onnx: onnxruntime on a .onnx --checkpoint from `darlkit export`, or on the checkpoint "
+                        "exported once into .darlkit-cache/ next to it (needs darlkit[onnx]; CPU, float32, --t 0); "
+                        "torch: PyTorch (default, except for a .onnx --checkpoint)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="auto (default): bf16 where the device has native bf16 and its masks agree with float32 "
+                        "(Dice >= 0.99 on the first input, checked once per checkpoint), else fp32")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the networks (pays only for many images of one size; the warm-up is reported)")
+    p.add_argument("--workers", type=argtypes.non_negative_int, default=1,
+                   help="processes decoding the inputs while the model runs (default 1; 0: decode in this process)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (none either when stderr is not a terminal)")
     return p
 
 
@@ -150,29 +171,82 @@ def _write_png(array, path: Path) -> Path:
     return path
 
 
-def _segment_frame(model, config, frame, options: dict[str, Any]):
+def _segment_frame(segmenter, image_size, frame, options: dict[str, Any]):
     """One (H, W) frame in [0, 1] -> the (H, W) float32 output in [-1, 1] at the frame's size."""
     import torch
+
+    x = torch.from_numpy(frame).to(options["device"]).reshape(1, 1, *frame.shape) * 2.0 - 1.0
+    return _segment_tensor(segmenter, image_size, x, options)[0, 0].clamp_(-1, 1).cpu().numpy()
+
+
+def _segment_tensor(segmenter, image_size, x, options: dict[str, Any]):
+    """(1, 1, H, W) in [-1, 1] -> (1, 1, H, W) logits, with ``--scale``, tiling and polyphase."""
     import torch.nn.functional as F
 
     from darlkit.model import SegmentMemoryError, segment_image
 
-    x = torch.from_numpy(frame).to(options["device"]).reshape(1, 1, *frame.shape) * 2.0 - 1.0
-    h, w = frame.shape
+    h, w = x.shape[-2:]
     scale = options["scale"]
     if scale != 1.0:
         size = (max(1, round(h * scale)), max(1, round(w * scale)))
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=scale < 1.0).clamp_(-1, 1)
     try:
         pred = segment_image(
-            model, x, image_size=config.image_size, t=options["t"], polyphase=options["polyphase"],
+            segmenter, x, image_size=image_size, t=options["t"], polyphase=options["polyphase"],
             tile=options["tile"], overlap=options["overlap"], tile_batch=options["tile_batch"],
         )
     except SegmentMemoryError as exc:
         raise CLIError(f"{options['name']}: {exc}") from None
     if scale != 1.0:
         pred = F.interpolate(pred, size=(h, w), mode="bilinear", align_corners=False, antialias=scale > 1.0)
-    return pred[0, 0].clamp_(-1, 1).cpu().numpy()
+    return pred
+
+
+class _Frames:
+    """Dataset of the inputs' decoded frames (``read_image_frames``), for DataLoader workers.
+
+    A decoding error is returned as its message (re-raised as one line by the consumer), not
+    raised in the worker, whose traceback would otherwise be printed."""
+
+    def __init__(self, files: list[Path], channel: str) -> None:
+        self.files, self.channel = files, channel
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int):
+        from darlkit.data.io import read_image_frames
+
+        try:
+            return index, read_image_frames(self.files[index], channel=self.channel)
+        except (ValueError, TypeError, OSError, ImportError) as exc:
+            return index, str(exc)
+
+
+def _decoded(files: list[Path], channel: str, workers: int):
+    """``(path, frames)`` in input order, decoded by ``workers`` DataLoader processes (0: here)."""
+    from torch.utils.data import DataLoader
+
+    data = _Frames(files, channel)
+    if workers == 0 or len(files) < 2:
+        items = (data[k] for k in range(len(files)))
+    else:
+        items = DataLoader(data, batch_size=None, num_workers=min(workers, len(files)), prefetch_factor=2)
+    for index, frames in items:
+        if isinstance(frames, str):
+            raise CLIError(frames)
+        yield files[index], frames.numpy() if hasattr(frames, "numpy") else frames
+
+
+def _progress(total: int, enabled: bool):
+    """A tqdm bar over the inputs on stderr; ``None`` when disabled or stderr is not a terminal."""
+    import sys
+
+    if not enabled or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="image", desc="darlkit segment", file=sys.stderr)
 
 
 def segment_files(
@@ -192,16 +266,25 @@ def segment_files(
     tile: int | None = None,
     overlap: int | None = None,
     tile_batch: int = 1,
+    runtime: str | None = None,
+    precision: str = "auto",
+    compile: bool = False,
+    workers: int = 0,
+    progress: bool = False,
+    report: Any = None,
 ) -> list[Path]:
     """Segment image files with a trained checkpoint and write one mask per frame.
 
     The caller has checked ``out`` (:func:`run` refuses existing masks unless ``--overwrite``).
+    The inputs are decoded in ``workers`` DataLoader processes while the model runs; the model is
+    an :class:`~darlkit.model.InferenceSegmenter` (spectral norms folded, inference mode; input
+    checks once per image) chosen by :func:`~darlkit.cli.segment_runtime.prepare_segmenter`.
 
     Args:
         files: Input image paths (any format ``read_image_frames`` reads).
-        checkpoint: Training checkpoint.
+        checkpoint: Training checkpoint, model folder, or ``.onnx`` file (``runtime="onnx"``).
         out: Output folder (exists).
-        t: Diffusion step (0: the clean image).
+        t: Diffusion step (0: the clean image; ONNX: 0 only).
         threshold: Vessel where the output is above this.
         polyphase: ``"auto"``, ``"on"`` or ``"off"``.
         soft: Write grey levels instead of a binary mask.
@@ -213,35 +296,71 @@ def segment_files(
         tile: Tile side (default twice the training crop).
         overlap: Minimum tile overlap (default tile / 8).
         tile_batch: Network inputs (tiles, or polyphase sub-images) per forward pass.
+        runtime: ``"torch"``, ``"onnx"`` or ``None`` (onnx for a ``.onnx`` checkpoint, else torch).
+        precision: ``"auto"``, ``"fp32"`` or ``"bf16"`` (``auto``: bf16 where native and verified).
+        compile: ``torch.compile`` the networks (torch runtime).
+        workers: Decoding processes (0: decode in this process).
+        progress: Show a tqdm bar on stderr (only when it is a terminal).
+        report: Called with each line about the runtime (precision chosen, export, compile
+            warm-up); ``None``: not reported.
 
     Returns:
         The written paths (masks, and overlays after their masks).
+
+    Raises:
+        CLIError: On a user error (bad combination of options, unreadable input, memory).
     """
     import numpy as np
 
-    from darlkit.data.io import read_image_frames
-    from darlkit.training import load_trained_model
+    from darlkit.cli.segment_runtime import prepare_segmenter
 
-    model, config = load_trained_model(checkpoint, device=device, use_ema=use_ema)
-    if t >= model.num_timesteps:
-        raise CLIError(f"--t must be < {model.num_timesteps} (the diffusion steps of this model), got {t}")
     options = dict(
         device=device, scale=float(scale), t=t, polyphase={"auto": "auto", "on": True, "off": False}[polyphase],
-        tile=tile, overlap=overlap, tile_batch=tile_batch,
+        tile=tile, overlap=overlap, tile_batch=tile_batch, name=str(files[0]) if files else "",
     )
+    stream = _decoded(files, channel, workers)
+    first = next(stream, None)
+
+    def check(image_size: int):
+        import torch
+
+        path, frames = first
+        x = torch.from_numpy(frames[0]).to(device).reshape(1, 1, *frames[0].shape) * 2.0 - 1.0
+        return path.name, x, lambda seg, image: _segment_tensor(seg, image_size, image, options)
+
+    prepared = prepare_segmenter(checkpoint, runtime=runtime, precision=precision, compile=compile,
+                                 device=device, use_ema=use_ema, check=check, t=t)
+    if prepared.image_size is None and tile is None:
+        raise CLIError(f"--tile is needed: {checkpoint} does not record the model's training crop (image_size)")
+    for line in prepared.notes:
+        if report is not None:
+            report(line)
+    bar = _progress(len(files), progress)
     written = []
-    for path in files:
-        frames = read_image_frames(path, channel=channel)
+    for path, frames in _chain(first, stream):
         names = iter(output_names(path.stem, frames.shape[0], overlay=overlay))
         for k, frame in enumerate(frames):
             options["name"] = path if frames.shape[0] == 1 else f"{path} frame {k}"
-            pred = _segment_frame(model, config, frame, options)
+            pred = _segment_frame(prepared.segmenter, prepared.image_size, frame, options)
             mask = pred > threshold
             grey = ((pred + 1.0) * 127.5).round() if soft else np.where(mask, 255.0, 0.0)
             written.append(_write_png(grey.astype(np.uint8), out / next(names)))
             if overlay:
                 written.append(_write_png(overlay_image(frame, mask), out / next(names)))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    if compile and report is not None and prepared.segmenter.warmup_s is not None:
+        report(f"torch.compile warm-up (first call, compilation included): {prepared.segmenter.warmup_s:.1f} s")
     return written
+
+
+def _chain(first, rest):
+    """``first`` (unless ``None``), then the items of ``rest``."""
+    if first is not None:
+        yield first
+        yield from rest
 
 
 def run(args: argparse.Namespace) -> int:
@@ -257,6 +376,8 @@ def run(args: argparse.Namespace) -> int:
         files, args.checkpoint, args.out, t=args.t, threshold=args.threshold, polyphase=args.polyphase,
         soft=args.soft, use_ema=True if args.ema else None, device=args.device, channel=args.channel,
         scale=args.scale, overlay=args.overlay, tile=args.tile, overlap=args.overlap, tile_batch=args.tile_batch,
+        runtime=args.runtime, precision=args.precision, compile=args.compile, workers=args.workers,
+        progress=not args.no_progress, report=lambda line: print(f"darlkit segment: {line}", flush=True),
     )
     masks = sum(1 for p in written if not p.name.endswith("_overlay.png"))
     extra = f" and {len(written) - masks} overlay(s)" if args.overlay else ""

@@ -11,6 +11,9 @@
 * ``OneStepSegmenter`` / ``export_segmenter`` / ``load_exported`` / ``OnnxSegmenter`` -- the
   one-step segmenter as a plain module, written to ONNX, TorchScript or a ``torch.export``
   program and checked against eager (``darlkit export``).
+* ``InferenceSegmenter`` / ``native_bf16`` / ``bf16_agreement`` -- the fast inference path
+  (folded spectral norms, inference mode, bf16, ``torch.compile``, ONNX Runtime) for
+  ``segment_image``.
 """
 
 from darlkit.model.darl import DARL, DARLPaths, mask_to_onehot
@@ -28,6 +31,14 @@ from darlkit.model.loading import load_model, model_from_checkpoint, read_torch_
 from darlkit.model.inputs import IMAGE_RANGE_TOLERANCE, check_image, check_mask
 from darlkit.model.safe_load import safe_load_error
 from darlkit.model.inference import default_tile, pad_to_multiple, segment_image, segment_tiled
+from darlkit.model.runtime import (
+    BF16_MIN_DICE,
+    PRECISIONS,
+    RUNTIMES,
+    InferenceSegmenter,
+    bf16_agreement,
+    native_bf16,
+)
 from darlkit.model.memory import (
     ACTIVATION_BASE,
     ACTIVATION_FACTOR,
@@ -51,6 +62,12 @@ __all__ = [
     "safe_load_error",
     "segment_image",
     "segment_tiled",
+    "InferenceSegmenter",
+    "bf16_agreement",
+    "native_bf16",
+    "BF16_MIN_DICE",
+    "PRECISIONS",
+    "RUNTIMES",
     "default_tile",
     "pad_to_multiple",
     "estimate_segment_memory",

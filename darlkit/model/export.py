@@ -64,6 +64,23 @@ def materialize_spectral_norm(module: nn.Module) -> nn.Module:
     return module
 
 
+def _copy(module: nn.Module) -> nn.Module:
+    """A deep copy of a network that may hold spectral-norm weights computed with autograd.
+
+    A spectrally normalised layer keeps the ``weight`` of its latest forward as a plain attribute;
+    after a forward with gradients enabled it is a non-leaf tensor, which ``copy.deepcopy`` refuses.
+    It is recomputed from ``weight_orig`` at every forward, so it is detached here first (in place
+    of the attribute; nothing the module computes changes).
+    """
+    from torch.nn.utils.spectral_norm import SpectralNorm
+
+    for sub in module.modules():
+        for hook in sub._forward_pre_hooks.values():
+            if isinstance(hook, SpectralNorm) and isinstance(getattr(sub, hook.name, None), torch.Tensor):
+                setattr(sub, hook.name, getattr(sub, hook.name).detach())
+    return copy.deepcopy(module)
+
+
 class OneStepSegmenter(nn.Module):
     """DARL's one-step segmentation at ``t = 0`` as a pure tensor function.
 
@@ -84,8 +101,8 @@ class OneStepSegmenter(nn.Module):
         for name in ("unet", "generator", "size_multiple"):
             if not hasattr(model, name):
                 raise TypeError(f"model must be a DARL model (with .{name}), got {type(model).__name__}")
-        self.unet = materialize_spectral_norm(copy.deepcopy(model.unet)).eval()
-        self.generator = materialize_spectral_norm(copy.deepcopy(model.generator)).eval()
+        self.unet = materialize_spectral_norm(_copy(model.unet)).eval()
+        self.generator = materialize_spectral_norm(_copy(model.generator)).eval()
         self.size_multiple = int(model.size_multiple)
         for p in self.parameters():
             p.requires_grad_(False)
@@ -127,6 +144,7 @@ def export_segmenter(
     size: tuple[int, int] | None = None,
     verify: bool = True,
     opset: int = 17,
+    metadata: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Write the one-step segmenter of a DARL model to a file and check it against eager.
 
@@ -144,6 +162,9 @@ def export_segmenter(
             an input of another size and batch; raise when the difference exceeds the allowed
             one (:func:`verify_export`).
         opset: ONNX opset version (ONNX only).
+        metadata: Extra ONNX metadata entries (ONNX only; e.g. ``{"image_size": "256"}``, the
+            training crop ``darlkit segment --runtime onnx`` sets its default tile from).
+            ``size_multiple`` and ``segment_min_side`` are always written.
 
     Returns:
         A report: ``{"format", "path", "max_abs_diff", "eager_fp32_error", "allowed"}`` (see
@@ -168,8 +189,11 @@ def export_segmenter(
                               input_names=["image"], output_names=["logits"],
                               dynamic_axes={"image": axes, "logits": axes})
         proto = onnx.load(str(path))
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = "size_multiple", str(segmenter.size_multiple)
+        meta = {"size_multiple": str(segmenter.size_multiple),
+                "segment_min_side": str(int(getattr(model, "_segment_min_side", 1))), **(metadata or {})}
+        for key, value in meta.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = str(key), str(value)
         onnx.save(proto, str(path))
     elif fmt == "torchscript":
         with torch.no_grad():
@@ -274,6 +298,9 @@ class OnnxSegmenter:
     Attributes:
         size_multiple: H and W must be multiples of this (read from the model's metadata when
             present, else inferred as 1; ``darlkit.model`` tiling pads inputs to it).
+        min_side: Smallest network-input side (metadata ``segment_min_side``, else 1).
+        metadata: The file's metadata (``size_multiple``, ``segment_min_side``, ``image_size``
+            where ``darlkit export`` wrote it).
 
     Raises:
         ImportError: Without onnxruntime (``pip install 'darlkit[onnx]'``).
@@ -285,13 +312,18 @@ class OnnxSegmenter:
         except ImportError as exc:
             raise ImportError("running ONNX models needs onnxruntime: pip install 'darlkit[onnx]'") from exc
         opts = ort.SessionOptions()
+        # No busy-waiting of the thread pool between runs: on a shared CPU (or between tiles,
+        # while PyTorch blends) spinning threads would take the cores the next step needs.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads is not None:
             opts.intra_op_num_threads = int(threads)
         self.path = Path(path)
         self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
-        meta = self.session.get_modelmeta().custom_metadata_map
+        meta = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.metadata = meta
         self.size_multiple = int(meta.get("size_multiple", 1))
+        self.min_side = int(meta.get("segment_min_side", 1))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Same as :meth:`segment` at ``t = 0``.

@@ -167,7 +167,9 @@ def segment_tiled(
     with the tiles, so overlapping tiles see the same noisy pixels.
 
     Args:
-        model: A ``DARL`` model (``segment``, ``size_multiple``), typically in eval mode.
+        model: A ``DARL`` model (``segment``, ``size_multiple``), typically in eval mode, or a
+            prepared :class:`~darlkit.model.InferenceSegmenter` (the fast path: the image and
+            ``t`` are then checked once here, not per tile).
         image: Images (N, 1, H, W), float, in [-1, 1]; any H, W >= 1.
         tile: Tile side in input pixels; a multiple of ``model.size_multiple`` (twice that
             with ``polyphase``). See :func:`default_tile`.
@@ -199,10 +201,13 @@ def segment_tiled(
     overlap = tile // 8 if overlap is None and isinstance(tile, int) else overlap
     multiple = model.size_multiple * (2 if polyphase else 1)
     _check_tiling(tile, overlap, tile_batch, multiple)
+    image = _check_prepared_call(model, image, t)
     n, _, h, w = image.shape
-    check_segment_memory(
-        model, image, tile=tile, overlap=overlap, polyphase=polyphase, tile_batch=tile_batch, limit=memory_limit
-    )
+    reference = getattr(model, "memory_reference", model)
+    if reference is not None:
+        check_segment_memory(
+            reference, image, tile=tile, overlap=overlap, polyphase=polyphase, tile_batch=tile_batch, limit=memory_limit
+        )
     ctx = _autocast(image.device, amp)
     if h <= tile and w <= tile:
         with ctx:
@@ -231,6 +236,24 @@ def segment_tiled(
         for j, (i, y, x) in enumerate(chunk):
             out[i, :, y:y + th, x:x + tw] += pred[j] * (wy[y][:, None] * wx[x][None, :])
     return out.div_(weight)
+
+
+def _check_prepared_call(model, image: torch.Tensor, t: int) -> torch.Tensor:
+    """The API-boundary checks of a call with a prepared segmenter (``InferenceSegmenter``, which
+    checks nothing itself): the image once (``check_image``: dtype, NaN / Inf, range warning) and
+    ``t``. A ``DARL`` model checks every call of its ``segment`` itself; the image is returned as is."""
+    if not hasattr(model, "memory_reference"):
+        return image
+    from darlkit.model.inputs import check_image
+
+    image = check_image(image, "image", dtype=torch.float32)
+    bound = model.num_timesteps
+    if isinstance(t, bool) or not isinstance(t, int) or t < 0 or (bound is not None and t >= bound):
+        upper = f"< {bound}" if bound is not None else "0 (an ONNX segmenter)"
+        raise ValueError(f"t must be an int >= 0 and {upper}, got {t!r}")
+    if bound is None and t != 0:
+        raise ValueError(f"t must be 0 for an ONNX segmenter, got {t!r}")
+    return image
 
 
 def _segment_in_passes(model, crops, t, polyphase, noise, per_pass: int) -> torch.Tensor:
@@ -278,7 +301,9 @@ def segment_image(
     ``DARL.segment``.
 
     Args:
-        model: A ``DARL`` model.
+        model: A ``DARL`` model, or an :class:`~darlkit.model.InferenceSegmenter` prepared from
+            one (spectral norms folded, inference mode, bf16 / compiled / ONNX Runtime; checks
+            once per call instead of once per tile).
         image: Images of shape (N, 1, H, W) in [-1, 1]; any H, W >= 1.
         image_size: Training crop side of the model (sets the default tile).
         t: Diffusion step at which to segment (0: the clean image).

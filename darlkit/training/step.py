@@ -214,12 +214,13 @@ class DARLStep:
         # ---- generator step (discriminators frozen)
         self._set_disc_grad(False)
         self.opt_g.zero_grad(set_to_none=True)
-        inputs_finite = all(bool(torch.isfinite(x).all()) for x in (angio, background, mask))
         with self.autocast():
             try:
                 paths = self._g_step(angio, background, mask, t_a, t_b, noise)
                 loss_adv = lsgan_generator_loss(self.disc_mask(paths.seg), self.disc_image(paths.synth))
             except ValueError as exc:  # a network's NaN check met activations of non-finite weights
+                # (the inputs are checked only here, off the hot path: three host syncs per step)
+                inputs_finite = all(bool(torch.isfinite(x).all()) for x in (angio, background, mask))
                 bad = non_finite_forward("generator", exc) if inputs_finite else None
                 if bad is None:
                     raise
@@ -253,11 +254,14 @@ class DARLStep:
         self._update(loss_d, self.d_params, self.opt_d, self.scaler_d, self.sched_d)
 
         self.last_synth = synth[0]
-        terms = (loss_g, loss_diff, loss_adv, loss_cyc, loss_d, loss_ds, loss_da)
-        out = {name: float(value.detach()) for name, value in zip(LOSS_TERMS, terms)}
+        terms = [loss_g, loss_diff, loss_adv, loss_cyc, loss_d, loss_ds, loss_da]
+        names = list(LOSS_TERMS)
         if loss_pol is not None:
-            out["loss_pol"] = float(loss_pol.detach())
-        return out
+            terms.append(loss_pol)
+            names.append("loss_pol")
+        # One device-to-host copy for all terms instead of one per term.
+        values = torch.stack([v.detach().float().reshape(()) for v in terms]).tolist()
+        return dict(zip(names, values))
 
     # ------------------------------------------------------------------ resumable state
     def state_dict(self) -> dict[str, Any]:
