@@ -195,3 +195,59 @@ def test_cli_errors_are_one_line(run, tmp_path, capsys):
     assert "not image files" in _one_line_error(["segment", str(tmp_path / "notes.txt"), "--checkpoint", str(ckpt),
                                                  "--out", str(tmp_path / "m")], capsys)
     assert not (tmp_path / "m").exists() or not any((tmp_path / "m").iterdir())
+
+
+def _prepared_folder(tmp_path, size, contrast="local"):
+    """A `darlkit prepare` output (green channel) of two small colour 'fundus' images."""
+    from darlkit.preparation import prepare_dataset
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:70, :90]
+    fov = (yy - 35) ** 2 + (xx - 45) ** 2 < 30 ** 2
+    for k in range(2):
+        g = np.where(fov, 110 + 50 * xx / 90 + rng.normal(0, 4, fov.shape), 3)
+        g[:, 40 + 6 * k:43 + 6 * k] -= 45 * fov[:, 40:43]
+        Image.fromarray(np.stack([g * 0.6, g, g * 0.2], -1).clip(0, 255).astype(np.uint8)).save(tmp_path / f"r{k}.png")
+    prepare_dataset(tmp_path / "prep", images=[tmp_path / "r0.png"], channel="green", size=size, contrast=contrast,
+                    vessel_width_target=3.0, vessel_fraction_target=0.08)
+    return tmp_path / "prep", tmp_path / "r1.png"
+
+
+@pytest.mark.parametrize("size", [None, 50])
+def test_prepared_gives_the_inputs_the_training_preparation(run, tmp_path, size):
+    """--prepared DATA: the masks are those of the prepared image (prepare_like), at the input's size."""
+    from darlkit.preparation import prepare_like, read_prepare_record, resample
+
+    _, ckpt = run
+    prep, image = _prepared_folder(tmp_path, size)
+    out = tmp_path / "m"
+    assert main(["segment", str(image), "--checkpoint", str(ckpt), "--out", str(out), "--prepared", str(prep)]) == 0
+    got = np.asarray(Image.open(out / "r1.png")) == 255
+    assert got.shape == (70, 90)
+    model, _ = load_trained_model(ckpt)
+    (frame,) = prepare_like(image, read_prepare_record(prep))
+    if size is None:
+        want = _want(model, frame)
+    else:  # back to the input's size, then segmented at the prepared scale (the --scale path)
+        x = torch.from_numpy(resample(frame, (70, 90)))[None, None] * 2 - 1
+        small = torch.nn.functional.interpolate(x, size=(50, 64), mode="bilinear", align_corners=False, antialias=True)
+        pred = segment_image(model, small.clamp(-1, 1), image_size=32)
+        want = (torch.nn.functional.interpolate(pred, size=(70, 90), mode="bilinear", align_corners=False)[0, 0] > 0).numpy()
+    np.testing.assert_array_equal(got, want)
+    raw = _want(model, read_image_frames(image, channel="green")[0])
+    assert (got != raw).mean() > 0.01  # the preparation really changed what the model saw
+
+
+def test_prepared_refuses_conflicting_options_in_one_line(run, tmp_path, capsys):
+    _, ckpt = run
+    prep, image = _prepared_folder(tmp_path, 50)
+    base = ["segment", str(image), "--checkpoint", str(ckpt), "--out", str(tmp_path / "m")]
+    cases = [
+        (["--prepared", str(prep), "--channel", "red"], "--channel red differs from the prepared folder's channel green"),
+        (["--prepared", str(prep), "--scale", "0.5"], "--scale cannot be combined with --prepared"),
+        (["--prepared", str(tmp_path)], "--prepared: "),
+    ]
+    for extra, message in cases:
+        assert main(base + extra) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err

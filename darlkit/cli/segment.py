@@ -13,7 +13,9 @@ crop; ``--overlap``, default an eighth of the tile) as their polyphase sub-image
 (``--polyphase auto``: always, see ``darlkit.model.segment_image``), so memory stays bounded;
 ``--scale S`` resamples the image by ``S`` first (to give the vessels the width the model was
 trained at) and the output back to the input's size. Existing masks are never replaced
-unless ``--overwrite`` is given (an input is never replaced).
+unless ``--overwrite`` is given (an input is never replaced). ``--prepared DATA`` first gives every
+input the preparation of a ``darlkit prepare`` folder (``DATA/prepare.json``: channel, inversion,
+size, local contrast; ``darlkit.preparation.prepare_like``), as a model trained on it expects.
 
 The model runs as an :class:`~darlkit.model.InferenceSegmenter` (spectral norms folded,
 ``torch.inference_mode``, the input checked once per image): ``--precision auto`` picks bf16
@@ -54,8 +56,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="image files (PNG, TIFF, JPEG, GIF, BMP, PNM, DICOM), folders or glob patterns")
     p.add_argument("--checkpoint", type=Path, required=True, help="last.pt / best.pt of a training run, or a model folder (DARL.save_pretrained)")
     p.add_argument("--out", type=argtypes.output_dir, required=True, help="output folder for the masks")
-    p.add_argument("--channel", choices=CHANNELS, default="luma",
+    p.add_argument("--channel", choices=CHANNELS, default=None,
                    help="colour images: channel to segment (default luma; green for fundus photographs)")
+    p.add_argument("--prepared", type=Path, default=None, metavar="DATA",
+                   help="a `darlkit prepare` folder: give the inputs its preparation first (channel, inversion, "
+                        "size, local contrast; read from DATA/prepare.json), as the model was trained on it")
     p.add_argument("--scale", type=argtypes.positive_float, default=1.0,
                    help="resample by this factor before segmenting and back after (default 1)")
     p.add_argument("--overlay", action="store_true", help="also write NAME_overlay.png (vessels in red)")
@@ -208,8 +213,8 @@ class _Frames:
     A decoding error is returned as its message (re-raised as one line by the consumer), not
     raised in the worker, whose traceback would otherwise be printed."""
 
-    def __init__(self, files: list[Path], channel: str) -> None:
-        self.files, self.channel = files, channel
+    def __init__(self, files: list[Path], channel: str, record: dict[str, Any] | None = None) -> None:
+        self.files, self.channel, self.record = files, channel, record
 
     def __len__(self) -> int:
         return len(self.files)
@@ -218,16 +223,36 @@ class _Frames:
         from darlkit.data.io import read_image_frames
 
         try:
-            return index, read_image_frames(self.files[index], channel=self.channel)
+            if self.record is None:
+                return index, read_image_frames(self.files[index], channel=self.channel)
+            return index, _prepared_frames(self.files[index], self.record)
         except (ValueError, TypeError, OSError, ImportError) as exc:
             return index, str(exc)
 
 
-def _decoded(files: list[Path], channel: str, workers: int):
+def _prepared_frames(path: Path, record: dict[str, Any]):
+    """The frames of ``path`` prepared as ``record`` says, at the input's own size.
+
+    With a prepare ``size`` the prepared frame is resampled back to the input's size here, and
+    segmented at the prepared size again through the per-frame scale (see :func:`segment_files`),
+    so masks keep the input's size."""
+    import numpy as np
+
+    from darlkit.data.io import read_image_frames
+    from darlkit.preparation import prepare_like, resample
+
+    frames = prepare_like(path, record)
+    if record["size"] is not None:
+        raw = read_image_frames(path, channel=record["channel"]).shape[-2:]
+        frames = [resample(f, tuple(raw)) for f in frames]
+    return np.stack(frames).astype(np.float32)
+
+
+def _decoded(files: list[Path], channel: str, workers: int, record: dict[str, Any] | None = None):
     """``(path, frames)`` in input order, decoded by ``workers`` DataLoader processes (0: here)."""
     from torch.utils.data import DataLoader
 
-    data = _Frames(files, channel)
+    data = _Frames(files, channel, record)
     if workers == 0 or len(files) < 2:
         items = (data[k] for k in range(len(files)))
     else:
@@ -260,7 +285,7 @@ def segment_files(
     soft: bool = False,
     use_ema: bool | None = None,
     device: str = "cpu",
-    channel: str = "luma",
+    channel: str | None = None,
     scale: float = 1.0,
     overlay: bool = False,
     tile: int | None = None,
@@ -272,6 +297,7 @@ def segment_files(
     workers: int = 0,
     progress: bool = False,
     report: Any = None,
+    prepared: Path | None = None,
 ) -> list[Path]:
     """Segment image files with a trained checkpoint and write one mask per frame.
 
@@ -290,7 +316,8 @@ def segment_files(
         soft: Write grey levels instead of a binary mask.
         use_ema: Use EMA weights (``None``: the run's default).
         device: Torch device name.
-        channel: Colour channel of colour inputs (``luma``, ``green``, ``red``, ``blue``).
+        channel: Colour channel of colour inputs (``luma``, ``green``, ``red``, ``blue``; ``None``:
+            the ``prepared`` folder's, else ``luma``).
         scale: Resampling factor applied before segmentation (and undone after), > 0.
         overlay: Also write the overlay images.
         tile: Tile side (default twice the training crop).
@@ -303,6 +330,10 @@ def segment_files(
         progress: Show a tqdm bar on stderr (only when it is a terminal).
         report: Called with each line about the runtime (precision chosen, export, compile
             warm-up); ``None``: not reported.
+        prepared: A ``darlkit prepare`` folder whose preparation (``prepare.json``: channel,
+            inversion, size, local contrast) the inputs get first
+            (:func:`darlkit.preparation.prepare_like`); ``channel`` must then be the recorded one
+            and ``scale`` 1 when the record resamples (``size``). Overlays show the prepared image.
 
     Returns:
         The written paths (masks, and overlays after their masks).
@@ -314,11 +345,24 @@ def segment_files(
 
     from darlkit.cli.segment_runtime import prepare_segmenter
 
+    record = None
+    if prepared is not None:
+        from darlkit.preparation import read_prepare_record
+
+        try:
+            record = read_prepare_record(prepared)
+        except ValueError as exc:
+            raise CLIError(f"--prepared: {exc}") from None
+        if channel is not None and channel != record["channel"]:
+            raise CLIError(f"--channel {channel} differs from the prepared folder's channel {record['channel']} (leave it out)")
+        if record["size"] is not None and scale != 1.0:
+            raise CLIError(f"--scale cannot be combined with --prepared {prepared}, which resamples to size {record['size']}")
+    channel = channel or (record["channel"] if record else "luma")
     options = dict(
         device=device, scale=float(scale), t=t, polyphase={"auto": "auto", "on": True, "off": False}[polyphase],
         tile=tile, overlap=overlap, tile_batch=tile_batch, name=str(files[0]) if files else "",
     )
-    stream = _decoded(files, channel, workers)
+    stream = _decoded(files, channel, workers, record)
     first = next(stream, None)
 
     def check(image_size: int):
@@ -341,6 +385,8 @@ def segment_files(
         names = iter(output_names(path.stem, frames.shape[0], overlay=overlay))
         for k, frame in enumerate(frames):
             options["name"] = path if frames.shape[0] == 1 else f"{path} frame {k}"
+            if record is not None and record["size"] is not None:  # segment at the prepared size
+                options["scale"] = record["size"] / min(frame.shape)
             pred = _segment_frame(prepared.segmenter, prepared.image_size, frame, options)
             mask = pred > threshold
             grey = ((pred + 1.0) * 127.5).round() if soft else np.where(mask, 255.0, 0.0)
@@ -378,6 +424,7 @@ def run(args: argparse.Namespace) -> int:
         scale=args.scale, overlay=args.overlay, tile=args.tile, overlap=args.overlap, tile_batch=args.tile_batch,
         runtime=args.runtime, precision=args.precision, compile=args.compile, workers=args.workers,
         progress=not args.no_progress, report=lambda line: print(f"darlkit segment: {line}", flush=True),
+        prepared=args.prepared,
     )
     masks = sum(1 for p in written if not p.name.endswith("_overlay.png"))
     extra = f" and {len(written) - masks} overlay(s)" if args.overlay else ""

@@ -89,7 +89,7 @@ def resample(x: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if x.shape == shape:
         return x.astype(np.float32)
     im = Image.fromarray(x.astype(np.float32), mode="F").resize((shape[1], shape[0]), Image.BILINEAR)
-    return np.asarray(im, dtype=np.float32)
+    return np.array(im, dtype=np.float32)  # a writable copy
 
 
 def prepare_like(path: str | os.PathLike, record: dict[str, Any]) -> list[np.ndarray]:
