@@ -3,9 +3,9 @@
 Configurations (all at the paper's networks unless ``--preset tiny``):
 
 - ``eager_loop_adam``: float32, ``backend="eager"`` norms and the per-tensor Adam loop that was
-  ``paper_adam`` before it became the fused Adam (the previous implementation).
-- ``eager``: float32, ``backend="eager"``, the default (fused) Adam: the baseline of the ratios.
-- ``default``: ``TrainConfig``'s defaults (``backend="auto"``, float32, fused Adam).
+  ``paper_adam`` before it became the foreach Adam (the previous implementation; bit-identical results).
+- ``eager``: float32, ``backend="eager"``, the default (foreach) Adam: the baseline of the ratios.
+- ``default``: ``TrainConfig``'s defaults (``backend="auto"``, float32, foreach Adam).
 - ``channels_last``: eager with the channels-last memory format.
 - ``fused``: ``backend="compile"`` fused SPADE / instance-norm kernels.
 - ``bf16``: eager with bf16 autocast.

@@ -13,27 +13,14 @@
 
 from darlkit.metrics.accumulator import ALL_METRICS, DEFAULT_METRICS, METRIC_DISPLAY_NAMES, RANKING_METRICS, SegmentationMetrics
 from darlkit.metrics.ranking import auc_roc_score, average_precision_score
-from darlkit.metrics.segmentation import (
-    METRIC_FUNCTIONS,
-    confusion_counts,
-    dice_score,
-    iou_score,
-    precision_score,
-    recall_score,
-    specificity_score,
-)
+from darlkit.metrics.segmentation import *  # noqa: F403 - its __all__ is re-exported whole (below)
+from darlkit.metrics.segmentation import __all__ as _segmentation_names
 from darlkit.metrics.sweep import DEFAULT_SWEEP_THRESHOLDS, DiceThresholdSweep
 
 __all__ = [
-    "confusion_counts",
-    "iou_score",
-    "dice_score",
-    "precision_score",
-    "recall_score",
-    "specificity_score",
+    *_segmentation_names,
     "auc_roc_score",
     "average_precision_score",
-    "METRIC_FUNCTIONS",
     "RANKING_METRICS",
     "SegmentationMetrics",
     "DEFAULT_METRICS",

@@ -39,14 +39,8 @@ from darlkit.model.runtime import (
     bf16_agreement,
     native_bf16,
 )
-from darlkit.model.memory import (
-    ACTIVATION_BASE,
-    ACTIVATION_FACTOR,
-    SegmentMemoryError,
-    available_memory,
-    check_segment_memory,
-    estimate_segment_memory,
-)
+from darlkit.model.memory import *  # noqa: F403 - its __all__ is re-exported whole (below)
+from darlkit.model.memory import __all__ as _memory_names
 from darlkit.model.released import RELEASED_PREFIX_MAP, ReleasedModels, load_released_checkpoint, map_released_keys
 
 __all__ = [
@@ -70,12 +64,7 @@ __all__ = [
     "RUNTIMES",
     "default_tile",
     "pad_to_multiple",
-    "estimate_segment_memory",
-    "available_memory",
-    "check_segment_memory",
-    "SegmentMemoryError",
-    "ACTIVATION_FACTOR",
-    "ACTIVATION_BASE",
+    *_memory_names,
     "load_released_checkpoint",
     "map_released_keys",
     "ReleasedModels",

@@ -9,15 +9,8 @@
 * ``darlkit.nets.blocks`` -- time embedding, residual, attention and resampling blocks.
 """
 
-from darlkit.nets.blocks import (
-    Downsample,
-    NormActConv,
-    ResidualAttentionBlock,
-    SelfAttention2d,
-    SinusoidalTimeEmbedding,
-    TimeResidualBlock,
-    Upsample,
-)
+from darlkit.nets.blocks import *  # noqa: F403 - its __all__ is re-exported whole (below)
+from darlkit.nets.blocks import __all__ as _blocks_names
 from darlkit.nets.config import *  # noqa: F403 - its __all__ is re-exported whole (below)
 from darlkit.nets.config import __all__ as _config_names
 from darlkit.nets.discriminator import PatchDiscriminator
@@ -35,11 +28,5 @@ __all__ = [
     "init_weights",
     "INIT_SCHEMES",
     *_config_names,
-    "SinusoidalTimeEmbedding",
-    "NormActConv",
-    "TimeResidualBlock",
-    "SelfAttention2d",
-    "ResidualAttentionBlock",
-    "Downsample",
-    "Upsample",
+    *_blocks_names,
 ]
