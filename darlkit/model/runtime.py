@@ -142,10 +142,9 @@ class InferenceSegmenter:
 
     @staticmethod
     def _compiled(seg: nn.Module):
-        import torch._inductor.config as inductor_config
-
-        inductor_config.freezing = True
-        return torch.compile(seg, dynamic=False)
+        # Freezing for this compile only: the process-wide Inductor config stays as it was
+        # (setting it globally made later training-time compiles fail).
+        return torch.compile(seg, dynamic=False, options={"freezing": True})
 
     @property
     def _segment_min_side(self) -> int:
