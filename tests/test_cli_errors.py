@@ -175,3 +175,14 @@ def test_path_argtypes_accept_good_paths_without_creating_anything(tmp_path):
     assert argtypes.output_file(str(nested / "t.json")) == nested / "t.json"
     assert sorted(tmp_path.iterdir()) == []  # the write probe leaves nothing behind
     assert argtypes.device("cpu") == "cpu"
+
+
+def test_positive_int_or_auto_accepts_auto_and_refuses_the_rest():
+    import argparse
+
+    from darlkit.cli import argtypes
+
+    assert argtypes.positive_int_or_auto("auto") == "auto" and argtypes.positive_int_or_auto("16") == 16
+    for bad in ("0", "-3", "many", "2.5"):
+        with pytest.raises(argparse.ArgumentTypeError, match="a positive integer or 'auto'"):
+            argtypes.positive_int_or_auto(bad)

@@ -130,3 +130,30 @@ def test_darlkit_segment_peak_rss_on_a_1000px_image_stays_under_1_5_gb(tmp_path,
     record = bench.measure(preset, 1000, 1000, options, tmp_path)
     print(record)  # shown with -s (the numbers of the report)
     assert record["peak_rss_mib"] < 1.5 * 1024, record
+
+
+def test_auto_tile_batch_batches_small_inputs_and_keeps_large_ones_alone(tiny):
+    from darlkit.model import AUTO_PASS_BYTES, AUTO_TILE_BATCH_MAX, auto_tile_batch
+
+    # tiny networks, 128 px tiles -> 64 x 64 sub-images: the maximum fits in the pass budget
+    assert auto_tile_batch(tiny, 128, True) == AUTO_TILE_BATCH_MAX
+    # every choice respects the budget, and doubling it would not (unless at the maximum)
+    per_pixel, _ = _activation_profile(tiny)
+    for tile in (128, 256, 512, 1024):
+        n = auto_tile_batch(tiny, tile, True)
+        pass_bytes = estimate_segment_memory(tiny, 4 * tile, 4 * tile, tile=tile, tile_batch=n)
+        assert n == 1 or pass_bytes - 16 * (4 * tile) ** 2 - ACTIVATION_BASE <= AUTO_PASS_BYTES
+        if n < AUTO_TILE_BATCH_MAX:
+            double = estimate_segment_memory(tiny, 4 * tile, 4 * tile, tile=tile, tile_batch=2 * n)
+            assert double - 16 * (4 * tile) ** 2 - ACTIVATION_BASE > AUTO_PASS_BYTES
+    assert auto_tile_batch(tiny, 1024, True) < auto_tile_batch(tiny, 128, True)
+    assert auto_tile_batch(None, 128, True) == 4 and auto_tile_batch(None, 128, False) == 1
+
+
+def test_auto_tile_batch_gives_the_single_input_result(tiny):
+    x = torch.rand(1, 1, 300, 260, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    one = segment_image(tiny, x, image_size=64, tile_batch=1)
+    auto = segment_image(tiny, x, image_size=64)  # tile_batch="auto": 16 sub-images per pass here
+    torch.testing.assert_close(auto, one, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="tile_batch must be an int >= 1 or 'auto'"):
+        segment_image(tiny, x, image_size=64, tile_batch="many")

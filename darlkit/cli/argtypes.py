@@ -23,6 +23,7 @@ __all__ = [
     "device",
     "output_dir",
     "output_file",
+    "positive_int_or_auto",
 ]
 
 
@@ -38,6 +39,16 @@ def positive_int(text: str) -> int:
     value = _number(text, int, "a positive integer")
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def positive_int_or_auto(text: str) -> int | str:
+    """An integer >= 1, or ``"auto"``."""
+    if text == "auto":
+        return text
+    value = _number(text, int, "a positive integer or 'auto'")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {value}")
     return value
 
 

@@ -68,7 +68,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="tile side in pixels (default: twice the training crop)")
     p.add_argument("--overlap", type=argtypes.non_negative_int, default=None,
                    help="minimum tile overlap in pixels (default: tile / 8)")
-    p.add_argument("--tile-batch", type=argtypes.positive_int, default=1, help="network inputs (tiles, or polyphase sub-images) per forward pass (default 1)")
+    p.add_argument("--tile-batch", type=argtypes.positive_int_or_auto, default="auto",
+                   help="network inputs (tiles, or polyphase sub-images) per forward pass (default auto: "
+                        "up to 16 small inputs within 512 MiB of activations)")
     p.add_argument("--t", type=argtypes.non_negative_int, default=0, help="diffusion step for segmentation (default 0)")
     p.add_argument("--threshold", type=argtypes.threshold, default=0.0, help="vessel where output > threshold (default 0)")
     p.add_argument("--polyphase", choices=("auto", "on", "off"), default="auto",
@@ -290,7 +292,7 @@ def segment_files(
     overlay: bool = False,
     tile: int | None = None,
     overlap: int | None = None,
-    tile_batch: int = 1,
+    tile_batch: int | str = "auto",
     runtime: str | None = None,
     precision: str = "auto",
     compile: bool = False,
@@ -322,7 +324,8 @@ def segment_files(
         overlay: Also write the overlay images.
         tile: Tile side (default twice the training crop).
         overlap: Minimum tile overlap (default tile / 8).
-        tile_batch: Network inputs (tiles, or polyphase sub-images) per forward pass.
+        tile_batch: Network inputs (tiles, or polyphase sub-images) per forward pass, or ``"auto"``
+            (:func:`darlkit.model.memory.auto_tile_batch`).
         runtime: ``"torch"``, ``"onnx"`` or ``None`` (onnx for a ``.onnx`` checkpoint, else torch).
         precision: ``"auto"``, ``"fp32"`` or ``"bf16"`` (``auto``: bf16 where native and verified).
         compile: ``torch.compile`` the networks (torch runtime).
