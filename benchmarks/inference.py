@@ -17,6 +17,13 @@ Variants (paper networks unless ``--preset tiny``; every variant segments the sa
   (``darlkit segment --runtime onnx``; export reported as set-up), else of the torch networks in
   float32. (The name is historical: ONNX was briefly the CLI's default; the default is torch.)
 
+The hardware bound (``--bound``, on by default): the multiply-accumulates of one float32 call
+(``darlkit.flops.count_macs(..., convention="exact")``: convolutions and matrix products), and
+the machine's float32 convolution throughput measured in the same run on the network's own most
+frequent convolution (3x3, 64 -> 64 channels at the input's side, the best of 5 calls): their
+ratio is the time no float32 variant can beat on this machine, so it bounds every float32
+speed-up (bf16 and other precisions can go below it where the CPU has native bf16).
+
 Each (size, batch) cell calls every variant once (warm-up, reported), then runs ``--repeats``
 rounds calling each variant once in turn (interleaved, so a change of the shared machine's load
 affects all alike) and reports each variant's median, the ratio to ``eager`` measured in the
@@ -146,6 +153,31 @@ def time_cell(fns: dict[str, Callable], x: torch.Tensor, repeats: int) -> dict[s
     return cells
 
 
+def conv_throughput(side: int, batch: int, repeats: int = 5) -> float:
+    """Float32 multiply-accumulates per second of the networks' most frequent convolution
+    (3x3, 64 -> 64 channels, padding 1) on ``batch`` inputs of ``side`` x ``side``; best of ``repeats``."""
+    x = torch.randn(batch, 64, side, side)
+    w = torch.randn(64, 64, 3, 3)
+    b = torch.randn(64)
+    best = float("inf")
+    with torch.inference_mode():
+        torch.nn.functional.conv2d(x, w, b, padding=1)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            torch.nn.functional.conv2d(x, w, b, padding=1)
+            best = min(best, time.perf_counter() - t0)
+    return batch * side * side * 64 * 64 * 9 / best
+
+
+def hardware_bound(model: torch.nn.Module, x: torch.Tensor) -> dict[str, float]:
+    """MACs of one float32 call on ``x``, the measured convolution throughput, and their ratio (s)."""
+    from darlkit.flops import count_macs
+
+    macs = count_macs(OneStepSegmenter(model), x, convention="exact").total
+    rate = conv_throughput(x.shape[-1], x.shape[0])
+    return {"gmacs": macs / 1e9, "conv_gmacs_per_s": rate / 1e9, "fp32_lower_bound_s": macs / rate}
+
+
 def _load() -> list[float] | None:
     try:
         return [round(v, 2) for v in os.getloadavg()]
@@ -160,7 +192,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     model, _, _ = build_networks(TrainConfig.preset(args.preset), seed=args.seed)
     model.eval()
-    rows = []
+    rows, bounds = [], []
     load_before = _load()
     with tempfile.TemporaryDirectory() as tmp:
         fns: dict[str, tuple[Callable, float]] = {}
@@ -178,6 +210,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 x = torch.rand((4 * batch, 1, size // 2, size // 2), generator=gen) * 2 - 1
                 cells = time_cell({k: v[0] for k, v in fns.items()}, x, args.repeats)
                 base = cells.get("eager", {})
+                if args.bound:
+                    bound = hardware_bound(model, x)
+                    bounds.append({"size": size, "batch": batch, **bound})
+                    if "median_s" in base:
+                        bounds[-1]["eager_over_bound"] = base["median_s"] / bound["fp32_lower_bound_s"]
+                    print(f"{'bound':>14} {size:>5}px batch {batch:>2}: {bound['gmacs']:.1f} GMAC at "
+                          f"{bound['conv_gmacs_per_s']:.1f} GMAC/s = {bound['fp32_lower_bound_s']:.3f} s", flush=True)
                 for name in args.variants:
                     entry: dict[str, Any] = {"variant": name, "size": size, "batch": batch}
                     if name in failed:
@@ -205,6 +244,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "repeats": args.repeats,
         "load_average_1_5_15min": {"before": load_before, "after": _load()},
         "rows": rows,
+        "hardware_bound": bounds,
     }
 
 
@@ -239,6 +279,19 @@ def to_markdown(report: dict[str, Any]) -> str:
         sp = f"{e['speedup_vs_eager']:.2f}" if "speedup_vs_eager" in e else "1.00"
         dice = f"{e['mask_dice_vs_eager']:.4f}" if "mask_dice_vs_eager" in e else ""
         lines.append(f"| {e['variant']} | {e['size']} | {e['batch']} | {e['median_s']:.3f} | {e['warmup_s']:.1f} | {sp} | {dice} |")
+    if report.get("hardware_bound"):
+        lines += [
+            "",
+            "Hardware bound (float32): multiply-accumulates of one call / the convolution throughput measured "
+            "in this run (3x3, 64 -> 64 at the input's side, best of 5); no float32 variant can be faster.",
+            "",
+            "| size | batch | GMAC per call | conv GMAC/s | fp32 lower bound s | eager / bound |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for b in report["hardware_bound"]:
+            ratio = f"{b['eager_over_bound']:.2f}" if "eager_over_bound" in b else ""
+            lines.append(f"| {b['size']} | {b['batch']} | {b['gmacs']:.1f} | {b['conv_gmacs_per_s']:.1f} | "
+                         f"{b['fp32_lower_bound_s']:.3f} | {ratio} |")
     return "\n".join(lines) + "\n"
 
 
@@ -252,6 +305,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-bound", dest="bound", action="store_false",
+                   help="skip the hardware bound (MACs per call over the measured convolution throughput)")
     p.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
     p.add_argument("--save", action="store_true", help="write benchmarks/results/inference_cpu_<date>.json/.md")
     p.add_argument("--tag", default="", help="suffix of the saved file names (e.g. _512)")
