@@ -148,7 +148,7 @@ def test_functions_skip_unneeded_grads():
 
 def needs_compile() -> None:
     if not kernels.compile_available():  # probed lazily: the probe itself compiles
-        pytest.skip("torch.compile does not work on this machine")
+        pytest.skip(f"torch.compile does not work on this machine ({kernels.compile_unavailable_reason()})")
 
 
 @pytest.mark.slow
@@ -195,6 +195,20 @@ def test_auto_resolution_on_cpu(monkeypatch):
     monkeypatch.setattr(kernels.composite, "compile_available", lambda: True)
     monkeypatch.setattr(dispatch, "_is_compiling", lambda: True)
     assert resolve_backend("auto", big) == "eager"
+
+
+def test_a_failed_compile_probe_says_why(monkeypatch):
+    # a fresh probe cache, restored afterwards (monkeypatch.setattr on the module's dicts)
+    monkeypatch.setattr(kernels.composite, "_PROBE", {})
+    monkeypatch.setattr(kernels.composite, "_PROBE_ERROR", {})
+    assert kernels.compile_unavailable_reason() is None  # not probed yet
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("InductorError: no working C++ compiler\n(long log)")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    assert kernels.compile_available() is False
+    assert kernels.compile_unavailable_reason() == "RuntimeError: InductorError: no working C++ compiler"
 
 
 def test_auto_inside_outer_compile_traces_plain_ops():
@@ -324,7 +338,7 @@ def test_compile_backend_survives_the_recompile_limit() -> None:
     from darlkit.kernels import compile_available, instance_norm_act, instance_norm_act_reference
 
     if not compile_available():
-        pytest.skip("torch.compile does not work here")
+        pytest.skip(f"torch.compile does not work here ({kernels.compile_unavailable_reason()})")
     torch._dynamo.reset()
     with torch._dynamo.config.patch(recompile_limit=2):
         for channels, slope, channels_last in [(3, None, False), (5, 0.2, True), (7, 0.1, False), (4, 0.2, True)]:

@@ -56,7 +56,9 @@ def _inputs(channels_last=False):
 
 def _need_compile():
     if not compile_available():
-        pytest.skip("torch.compile does not work on this machine")
+        from darlkit.kernels import compile_unavailable_reason
+
+        pytest.skip(f"torch.compile does not work on this machine ({compile_unavailable_reason()})")
 
 
 @pytest.mark.slow

@@ -10,7 +10,12 @@ Public entry points dispatch on ``backend`` (see ``resolve_backend``):
 - ``"auto"``: the fastest correct backend for the input's device, eager as a fallback.
 """
 
-from darlkit.kernels.composite import InstanceNormActFunction, SPADENormFunction, compile_available
+from darlkit.kernels.composite import (
+    InstanceNormActFunction,
+    SPADENormFunction,
+    compile_available,
+    compile_unavailable_reason,
+)
 from darlkit.kernels.dispatch import (
     AUTO_COMPILE_MIN_NUMEL,
     BACKENDS,
@@ -28,6 +33,7 @@ __all__ = [
     "check_backend",
     "resolve_backend",
     "compile_available",
+    "compile_unavailable_reason",
     "spade_norm",
     "instance_norm_act",
     "spade_norm_reference",

@@ -188,6 +188,7 @@ _ENTRY_POINTS: dict[tuple[str, bool], Callable] = {
 _COMPILED: dict[tuple[str, bool], Callable] = {}
 _LOCK = threading.Lock()
 _PROBE: dict[str, bool] = {}
+_PROBE_ERROR: dict[str, str] = {}
 
 
 def _plain_args(compiled: bool, *tensors: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
@@ -236,10 +237,24 @@ def compile_available() -> bool:
                     x = torch.arange(4.0).view(1, 1, 2, 2)
                     mean, rstd = probe(x, 1e-5)
                     ok = bool(abs(float(mean) - 1.5) < 1e-6 and abs(float(rstd) - 1.25**-0.5) < 1e-4)
-                except Exception:  # noqa: BLE001 - any failure means "do not use compile"
+                except Exception as exc:  # noqa: BLE001 - any failure means "do not use compile"
                     ok = False
+                    _PROBE_ERROR["cpu"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
+                else:
+                    if not ok:
+                        _PROBE_ERROR["cpu"] = f"the compiled probe gave mean {float(mean)}, rstd {float(rstd)}"
                 _PROBE["cpu"] = ok
     return ok
+
+
+def compile_unavailable_reason() -> str | None:
+    """Why :func:`compile_available` is ``False`` (the probe's error, one line), else ``None``.
+
+    Returns:
+        ``None`` when compile works (or was not probed yet); otherwise the exception type and
+        first message line of the failed probe, or the mismatching probe values.
+    """
+    return _PROBE_ERROR.get("cpu") if _PROBE.get("cpu") is False else None
 
 
 # ----------------------------------------------------------------------------------------------
