@@ -203,6 +203,12 @@ def test_prepare_like_gives_a_new_image_the_folders_preparation(tmp_path, size, 
     raw = read_image(tmp_path / "im2.png", channel="green")
     if contrast == "local":  # the normalisation really ran: the surround is the mean level
         assert abs(float(frame[0, 0]) - 0.5) < 1e-6 and abs(float(raw[0, 0]) - 0.5) > 0.4
+    # keep_size: the same frame, resampled back to the input's size (no second decode needed)
+    from darlkit.preparation import resample
+
+    (kept,) = prepare_like(tmp_path / "im2.png", record, keep_size=True)
+    assert kept.shape == raw.shape == (96, 100)
+    np.testing.assert_array_equal(kept, resample(frame, (96, 100)))
 
 
 def test_read_prepare_record_refuses_missing_and_bad_records(tmp_path):

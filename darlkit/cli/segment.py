@@ -240,14 +240,9 @@ def _prepared_frames(path: Path, record: dict[str, Any]):
     so masks keep the input's size."""
     import numpy as np
 
-    from darlkit.data.io import read_image_frames
-    from darlkit.preparation import prepare_like, resample
+    from darlkit.preparation import prepare_like
 
-    frames = prepare_like(path, record)
-    if record["size"] is not None:
-        raw = read_image_frames(path, channel=record["channel"]).shape[-2:]
-        frames = [resample(f, tuple(raw)) for f in frames]
-    return np.stack(frames).astype(np.float32)
+    return np.stack(prepare_like(path, record, keep_size=True)).astype(np.float32)
 
 
 def _decoded(files: list[Path], channel: str, workers: int, record: dict[str, Any] | None = None):

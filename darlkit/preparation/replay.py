@@ -92,15 +92,18 @@ def resample(x: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.array(im, dtype=np.float32)  # a writable copy
 
 
-def prepare_like(path: str | os.PathLike, record: dict[str, Any]) -> list[np.ndarray]:
+def prepare_like(path: str | os.PathLike, record: dict[str, Any], *, keep_size: bool = False) -> list[np.ndarray]:
     """Read an image file and give every frame the preparation of ``record`` (rule: module docstring).
 
     Args:
         path: Any image file ``darlkit.data.io`` reads.
         record: A prepare record (:func:`read_prepare_record`).
+        keep_size: Resample each prepared frame back to the input's (H, W) (bilinear), for
+            callers whose outputs must keep the input's size (``darlkit segment --prepared``).
 
     Returns:
-        One float32 (H', W') array in [0, 1] per frame, at the prepared size.
+        One float32 (H', W') array in [0, 1] per frame, at the prepared size (the input's size
+        with ``keep_size``).
 
     Raises:
         ValueError: On an unreadable file or a record with an unknown contrast mode.
@@ -110,10 +113,11 @@ def prepare_like(path: str | os.PathLike, record: dict[str, Any]) -> list[np.nda
         raise ValueError(f"prepare record: unknown contrast mode {mode!r} (expected 'local' or 'none')")
     out = []
     for x in read_image_frames(path, channel=record["channel"]):
+        shape = x.shape
         x = 1.0 - x if record["invert"] else x
         x = np.clip(resample(x, prepared_shape(*x.shape, record["size"])), 0.0, 1.0)
         x = (np.round(x * 255.0) / 255.0).astype(np.float32)
         if mode == "local":
             x, _ = contrast_in_field_of_view(x, float(record["contrast"]["sigma"]))
-        out.append(x)
+        out.append(resample(x, shape) if keep_size else x)
     return out
