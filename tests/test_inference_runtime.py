@@ -79,6 +79,15 @@ def test_bf16_agreement_is_the_dice_of_the_two_masks(tiny):
         bf16_agreement(fp32, bf16, [], seg)
 
 
+def test_benchmark_machine_names_carry_the_cpu_features():
+    # results files name the machine; the same model name covers AVX2-only and AVX512-BF16 CPUs
+    from darlkit._platform import device_name
+
+    name = device_name("cpu")
+    assert torch.backends.cpu.get_cpu_capability() in name
+    assert ("native bf16" in name) == native_bf16("cpu")
+
+
 def test_native_bf16_is_a_bool_and_false_off_cpu_and_cuda():
     assert isinstance(native_bf16("cpu"), bool)
     assert native_bf16("meta") is False
