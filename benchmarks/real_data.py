@@ -18,7 +18,9 @@ Steps:
    --checkpoint RUN/best.pt --json`` (DARL's rule: vessel where the output > 0); then the
    threshold that maximises the mean Dice on the two validation images (``evaluate --split val
    --best-threshold``) and the test metrics at that threshold (``evaluate --threshold T``), a
-   second row chosen without the test labels;
+   second row chosen without the test labels; both again with flip test-time augmentation
+   (``evaluate --tta flip``: the mean of the four flips' logits; validation during training
+   never uses it);
 3. Frangi vesselness (dark vessels), with two threshold rules computed per image inside the
    field of view: Otsu, and the vessel fraction measured on the validation labels. Each rule's
    variant (input: the data's own green channel or the prepared, contrast-normalised image DARL
@@ -30,6 +32,7 @@ Usage::
     python benchmarks/real_data.py --data ../shared/data/chase_db1 --skip-train
     OMP_NUM_THREADS=1 python benchmarks/real_data.py --data ../shared/data/chase_db1 --budget-min 30 --seed 0
     python benchmarks/real_data.py --combine benchmarks/results/real_chase_*min_seed*.json --json T  # one table
+    python benchmarks/real_data.py --add-tta --work W --json F   # add the flip-TTA rows to an earlier run's F
 
 Writes ``benchmarks/results/real_chase_<date>_<tag>.json`` and ``.md`` (or ``--json F`` and
 ``F`` with ``.md``) holding the command line, seed, date, machine and every number.
@@ -203,10 +206,19 @@ def to_markdown(r: dict) -> str:
         if r["darl"].get("val_threshold"):
             vt = r["darl"]["val_threshold"]
             lines.append(f"| DARL, threshold {vt['threshold']:g} chosen on the validation images | {_cells(vt['test'])} |")
+        if r["darl"].get("tta_flip"):
+            tta = r["darl"]["tta_flip"]
+            lines.append(f"| DARL + flip TTA, threshold 0 | {_cells(tta['test'])} |")
+            lines.append(f"| DARL + flip TTA, threshold {tta['val_threshold']['threshold']:g} chosen on the validation images "
+                         f"| {_cells(tta['val_threshold']['test'])} |")
     for rule, name in (("otsu", "Otsu"), ("fraction", f"vessel fraction {r['frangi']['fraction']['fraction']:.3f}")):
         c = r["frangi"][rule]["chosen"]
         lines.append(f"| Frangi + {name} ({c.get('input', 'prepared')} input, 1/{c['factor']} size, sigmas {c['sigmas']}) | "
                      f"{_cells(r['frangi'][rule]['test'])} |")
+    if r.get("tta_added"):
+        a = r["tta_added"]
+        lines += ["", f"The flip-TTA rows were added later from the same run's best.pt: `{a['command']}` "
+                      f"({a['date']}, commit {a['commit']}, {a['machine']}, {a['threads']} thread(s))."]
     lines += ["", "Frangi variants were chosen by mean Dice on the validation images; the test labels chose nothing.",
               "", "Commands run:", ""] + [f"    {c}" for c in r["commands"]]
     return "\n".join(lines) + "\n"
@@ -217,18 +229,59 @@ def combine(files: list[Path]) -> str:
     lines = ["# DARL vs Frangi on CHASE_DB1: combined runs", "",
              f"| Run | Method | {' | '.join(NAMES[m] for m in SHOWN)} |", "| --- | --- |" + " --- |" * len(SHOWN)]
     dice: dict[float, list[float]] = {}
+    tta_dice: dict[float, list[float]] = {}
     for f in files:
         r = json.loads(f.read_text())
         run = f"seed {r['seed']}, {r['date'][:16]}, `{f.name}`"
         if r.get("darl"):
             lines.append(f"| {run} | DARL small {r['budget_min']:g} min | {_cells(r['darl']['test'])} |")
             dice.setdefault(r["budget_min"], []).append(r["darl"]["test"]["dice"]["mean"])
+            if r["darl"].get("tta_flip"):
+                lines.append(f"| {run} | DARL small {r['budget_min']:g} min + flip TTA | {_cells(r['darl']['tta_flip']['test'])} |")
+                tta_dice.setdefault(r["budget_min"], []).append(r["darl"]["tta_flip"]["test"]["dice"]["mean"])
         best = max(("otsu", "fraction"), key=lambda k: r["frangi"][k]["test"]["dice"]["mean"])
         lines.append(f"| {run} | best Frangi ({best}) | {_cells(r['frangi'][best]['test'])} |")
-    for budget, values in sorted(dice.items()):
-        lines.append(f"\nDARL {budget:g} min over {len(values)} seed(s): mean test Dice {np.mean(values):.3f}, "
-                     f"spread (max - min) {max(values) - min(values):.3f}")
+    for label, table in (("", dice), (" + flip TTA", tta_dice)):
+        for budget, values in sorted(table.items()):
+            lines.append(f"\nDARL {budget:g} min{label} over {len(values)} seed(s): mean test Dice {np.mean(values):.3f}, "
+                         f"spread (max - min) {max(values) - min(values):.3f}")
     return "\n".join(lines) + "\n"
+
+
+def evaluate_darl(out: Path, run: Path, commands: list[str], tta: str = "none") -> dict:
+    """Test metrics of ``run/best.pt`` at threshold 0 and at the threshold with the best mean Dice
+    on the two validation images (their labels only), through ``darlkit evaluate [--tta TTA]``."""
+    extra = [] if tta == "none" else ["--tta", tta]
+    ev = json.loads(_darlkit("evaluate", "--data", str(out), "--checkpoint", str(run / "best.pt"), *extra, "--json",
+                             log=commands))
+    ev_val = json.loads(_darlkit("evaluate", "--data", str(out), "--split", "val", "--checkpoint", str(run / "best.pt"),
+                                 "--best-threshold", *extra, "--json", log=commands))
+    thr = float(ev_val["clean"]["dice_at_best_threshold"]["threshold"])
+    ev_thr = json.loads(_darlkit("evaluate", "--data", str(out), "--checkpoint", str(run / "best.pt"),
+                                 "--threshold", f"{thr:g}", *extra, "--json", log=commands))
+    return {"test": ev["clean"], "roi": ev["roi"], "val_threshold": {"threshold": thr, "val": ev_val["clean"], "test": ev_thr["clean"]}}
+
+
+def add_tta(work: Path, path: Path, argv: list[str] | None) -> int:
+    """Add the flip-TTA rows to the results file ``path`` of an earlier run whose folders are in ``work``."""
+    if not path.is_file():
+        raise SystemExit(f"real_data.py: --json: results file not found: {path}")
+    record = json.loads(path.read_text())
+    if not record.get("darl") or not (work / "run" / "best.pt").is_file():
+        raise SystemExit(f"real_data.py: --add-tta needs a trained run: {path} has no DARL result or {work}/run/best.pt is missing")
+    commands: list[str] = []
+    record["darl"]["tta_flip"] = evaluate_darl(work / "prepared", work / "run", commands, tta="flip")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    record["tta_added"] = {
+        "command": shlex.join([Path(sys.executable).name, *sys.argv]) if argv is None else shlex.join(["real_data.py", *argv]),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "commit": commit or "unknown",
+        "machine": f"{device_name('cpu')} ({os.cpu_count()} CPUs, {platform.system()})", "threads": torch.get_num_threads(),
+    }
+    record["commands"] += commands
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    path.with_suffix(".md").write_text(to_markdown(record))
+    print(to_markdown(record))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,7 +299,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="also save image | prediction | truth of three test images with the trained best.pt")
     p.add_argument("--combine", type=Path, nargs="+", default=None, metavar="JSON",
                    help="only merge results files of earlier runs into one table (printed; --json F writes F.md)")
+    p.add_argument("--add-tta", action="store_true",
+                   help="only add the flip-TTA rows to the results file --json F of an earlier run in --work W")
     args = p.parse_args(argv)
+    if args.add_tta:
+        if args.work is None or args.json is None:
+            raise SystemExit("real_data.py: --add-tta needs --work W and --json F of the earlier run")
+        return add_tta(args.work, args.json, argv)
     if args.combine:
         text = combine(args.combine)
         if args.json:
@@ -278,15 +337,9 @@ def main(argv: list[str] | None = None) -> int:
         train_out = _darlkit("train", "--data", str(out), "--preset", "small", "--budget-min", f"{args.budget_min:g}",
                              "--seed", str(args.seed), "--out", str(run), "--no-progress", *extra, log=commands)
         summary = json.loads(train_out.strip().splitlines()[-1])
-        ev = json.loads(_darlkit("evaluate", "--data", str(out), "--checkpoint", str(run / "best.pt"), "--json", log=commands))
-        record["darl"] = {"train": summary, "train_s": round(time.perf_counter() - t0, 1), "test": ev["clean"], "roi": ev["roi"]}
-        # the threshold that maximises the mean Dice on the two validation images (their labels only)
-        ev_val = json.loads(_darlkit("evaluate", "--data", str(out), "--split", "val", "--checkpoint", str(run / "best.pt"),
-                                     "--best-threshold", "--json", log=commands))
-        thr = float(ev_val["clean"]["dice_at_best_threshold"]["threshold"])
-        ev_thr = json.loads(_darlkit("evaluate", "--data", str(out), "--checkpoint", str(run / "best.pt"),
-                                     "--threshold", f"{thr:g}", "--json", log=commands))
-        record["darl"]["val_threshold"] = {"threshold": thr, "val": ev_val["clean"], "test": ev_thr["clean"]}
+        record["darl"] = {"train": summary, "train_s": round(time.perf_counter() - t0, 1)}
+        record["darl"].update(evaluate_darl(out, run, commands))
+        record["darl"]["tta_flip"] = evaluate_darl(out, run, commands, tta="flip")
         if args.figure:
             save_figure(run / "best.pt", out, args.figure)
     record["frangi"] = frangi_baselines(out, stats["fraction"], args.data)

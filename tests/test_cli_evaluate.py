@@ -121,3 +121,22 @@ def test_evaluate_inside_roi_new_metrics_best_threshold_and_val(run, tmp_path, c
     out = capsys.readouterr().out
     assert "inside the field of view (roi/)" in out and "Also: Recall" in out and "AUC-ROC" in out
     assert "Dice at the best mean-Dice threshold (chosen on these labels; not the paper's rule)" in out
+
+
+def test_evaluate_tta_flip_scores_the_flip_averaged_segmentation(run, capsys):
+    from darlkit.model import segment_image
+
+    data, ckpt = run
+    assert main(["evaluate", "--data", str(data), "--checkpoint", str(ckpt), "--tta", "flip", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["tta"] == "flip"
+    model, config = load_trained_model(ckpt)
+    test = XCADDataset(data, "test")
+    acc = SegmentationMetrics()
+    for i in range(len(test)):
+        pred = segment_image(model, test[i]["image"][None], image_size=config.image_size, tta="flip")
+        acc.update(pred, test[i]["mask"][None])
+    assert result["clean"]["dice"]["mean"] == pytest.approx(acc.aggregate()["dice"]["mean"], abs=1e-9)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--data", str(data), "--checkpoint", str(ckpt), "--tta", "rot"])
+    assert exit_info.value.code == 2 and "invalid choice: 'rot'" in capsys.readouterr().err

@@ -251,3 +251,13 @@ def test_prepared_refuses_conflicting_options_in_one_line(run, tmp_path, capsys)
         assert main(base + extra) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and "\n" not in err
+
+
+def test_segment_tta_flip_writes_the_flip_averaged_masks(run, tmp_path):
+    data, ckpt = run
+    model, _ = load_trained_model(ckpt)
+    path = sorted((data / "test" / "images").glob("*.png"))[0]
+    assert main(["segment", str(path), "--checkpoint", str(ckpt), "--out", str(tmp_path / "f"), "--tta", "flip"]) == 0
+    got = np.asarray(Image.open(tmp_path / "f" / path.name)) == 255
+    frame = (read_png(path)[0, 0].numpy() + 1) / 2
+    np.testing.assert_array_equal(got, _want(model, frame, tta="flip"))

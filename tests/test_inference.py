@@ -286,3 +286,26 @@ def test_bad_images_raise(micro):
         segment_tiled(micro, torch.zeros(1, 1, 0, 5), tile=32)
     with pytest.raises(ValueError, match="NaN"):
         segment_image(micro, torch.full((1, 1, 5, 5), float("nan")), image_size=32)
+
+
+# ---------------------------------------------------------------------- test-time augmentation
+def test_flip_tta_is_the_mean_of_the_four_flipped_back_segmentations(micro):
+    x = rand_image(70, 50)
+    want = sum(
+        segment_image(micro, x.flip(d), image_size=32).flip(d) if d else segment_image(micro, x, image_size=32)
+        for d in ((), (-1,), (-2,), (-2, -1))
+    ) / 4
+    got = segment_image(micro, x, image_size=32, tta="flip")
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+    assert not torch.allclose(got, segment_image(micro, x, image_size=32), atol=1e-3)  # it does change the output
+    # flipping the input flips the TTA output exactly (the four views are the same set)
+    torch.testing.assert_close(segment_image(micro, x.flip(-1), image_size=32, tta="flip"), got.flip(-1), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="tta must be one of"):
+        segment_image(micro, x, image_size=32, tta="rotate")
+
+
+def test_cli_tta_choices_are_the_library_modes():
+    from darlkit.cli.argtypes import TTA_CHOICES
+    from darlkit.model.inference import TTA_MODES
+
+    assert TTA_CHOICES == TTA_MODES

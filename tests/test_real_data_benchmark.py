@@ -101,6 +101,21 @@ def test_pipeline_with_two_training_steps(fake_chase, tmp_path):
     assert {t["input"] for t in r["frangi"]["fraction"]["tried"]} == {"green", "prepared"}
     prep = json.loads((tmp_path / "w" / "prepared" / "prepare.json").read_text())
     assert prep["vessels"]["fraction_from"] == "option"  # statistics from the val labels, not test
+    # flip TTA rows: the same checkpoint through evaluate --tta flip
+    tta = r["darl"]["tta_flip"]
+    assert tta["test"]["dice"]["n"] == 8 and tta["val_threshold"]["val"]["dice"]["n"] == 2
+    assert tta["test"]["dice"]["mean"] != r["darl"]["test"]["dice"]["mean"]
+    assert "DARL + flip TTA, threshold 0" in md and sum("--tta flip" in c for c in r["commands"]) == 3
+    # --add-tta recomputes those rows for an earlier results file (here: the same run, so the same numbers)
+    old = dict(r)
+    del old["darl"]["tta_flip"]
+    out.write_text(json.dumps(old))
+    assert bench.main(["--add-tta", "--work", str(tmp_path / "w"), "--json", str(out)]) == 0
+    again = json.loads(out.read_text())
+    assert again["darl"]["tta_flip"]["test"] == tta["test"] and again["tta_added"]["command"].startswith("real_data.py --add-tta")
+    assert "were added later from the same run's best.pt" in out.with_suffix(".md").read_text()
+    with pytest.raises(SystemExit, match="needs --work W and --json F"):
+        bench.main(["--add-tta", "--json", str(out)])
 
 
 @pytest.mark.slow

@@ -27,6 +27,11 @@ __all__ = [
 ]
 
 
+TTA_CHOICES: tuple[str, ...] = ("none", "flip")
+"""``--tta`` choices of ``darlkit segment`` / ``evaluate``: ``darlkit.model.TTA_MODES`` (repeated
+here so that parsing does not import torch; a test keeps them equal)."""
+
+
 def _number(text: str, kind: type, expected: str):
     try:
         return kind(text)

@@ -52,6 +52,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--max-images", type=int, default=None, help="evaluate at most this many images")
     p.add_argument("--ema", action="store_true", help="use the checkpoint's EMA weights")
     p.add_argument("--device", type=argtypes.device, default="cpu", help="device (default cpu)")
+    p.add_argument("--tta", choices=argtypes.TTA_CHOICES, default="none",
+                   help="test-time augmentation: none (default) or flip (mean of the 4 flips' logits, 4x the work)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     return p
 
@@ -71,6 +73,7 @@ def evaluate_checkpoint(
     use_roi: bool = True,
     best_threshold: bool = False,
     channel: str = "luma",
+    tta: str = "none",
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on ``data/<split>`` (inside ``data/<split>/roi`` when present).
 
@@ -88,6 +91,7 @@ def evaluate_checkpoint(
         use_roi: Use the split's ``roi/`` masks when the folder exists.
         best_threshold: Also report Dice at the best mean-Dice threshold (clean images only).
         channel: Colour reduction of colour images (``darlkit.data.read_image``).
+        tta: Test-time augmentation (``"none"`` or ``"flip"``).
 
     Returns:
         ``{"checkpoint", "data", "split", "roi", "n_images", "clean": {metric: {mean, std, n}},
@@ -109,7 +113,7 @@ def evaluate_checkpoint(
         raise CLIError(f"--max-images must be a positive integer, got {max_images}")
     return evaluate_on_split(checkpoint, data, split, device=device, use_ema=use_ema, t=t, threshold=threshold,
                              metrics=ALL_METRICS, noise_sigmas=noise_sigmas, seed=seed, max_images=max_images,
-                             use_roi=use_roi, best_threshold=best_threshold, channel=channel)
+                             use_roi=use_roi, best_threshold=best_threshold, channel=channel, tta=tta)
 
 
 def format_tables(result: dict[str, Any]) -> str:
@@ -163,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         args.data, args.checkpoint, noise_sigmas=args.noise_sigma, seed=args.seed, t=args.t,
         threshold=args.threshold, max_images=args.max_images, use_ema=True if args.ema else None,
         device=args.device, split=args.split, use_roi=not args.no_roi, best_threshold=args.best_threshold,
-        channel=args.channel,
+        channel=args.channel, tta=args.tta,
     )
     print(json.dumps(result, indent=2) if args.json else format_tables(result))
     return 0

@@ -72,6 +72,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="network inputs (tiles, or polyphase sub-images) per forward pass (default auto: "
                         "up to 16 small inputs within 512 MiB of activations)")
     p.add_argument("--t", type=argtypes.non_negative_int, default=0, help="diffusion step for segmentation (default 0)")
+    p.add_argument("--tta", choices=argtypes.TTA_CHOICES, default="none",
+                   help="test-time augmentation: none (default) or flip (mean of the 4 flips' logits, 4x the work)")
     p.add_argument("--threshold", type=argtypes.threshold, default=0.0, help="vessel where output > threshold (default 0)")
     p.add_argument("--polyphase", choices=("auto", "on", "off"), default="auto",
                    help="segment as 4 polyphase sub-images (auto: always, as in training)")
@@ -201,6 +203,7 @@ def _segment_tensor(segmenter, image_size, x, options: dict[str, Any]):
         pred = segment_image(
             segmenter, x, image_size=image_size, t=options["t"], polyphase=options["polyphase"],
             tile=options["tile"], overlap=options["overlap"], tile_batch=options["tile_batch"],
+            tta=options["tta"],
         )
     except SegmentMemoryError as exc:
         raise CLIError(f"{options['name']}: {exc}") from None
@@ -288,6 +291,7 @@ def segment_files(
     tile: int | None = None,
     overlap: int | None = None,
     tile_batch: int | str = "auto",
+    tta: str = "none",
     runtime: str | None = None,
     precision: str = "auto",
     compile: bool = False,
@@ -321,6 +325,7 @@ def segment_files(
         overlap: Minimum tile overlap (default tile / 8).
         tile_batch: Network inputs (tiles, or polyphase sub-images) per forward pass, or ``"auto"``
             (:func:`darlkit.model.memory.auto_tile_batch`).
+        tta: Test-time augmentation: ``"none"`` or ``"flip"`` (``darlkit.model.segment_image``).
         runtime: ``"torch"``, ``"onnx"`` or ``None`` (onnx for a ``.onnx`` checkpoint, else torch).
         precision: ``"auto"``, ``"fp32"`` or ``"bf16"`` (``auto``: bf16 where native and verified).
         compile: ``torch.compile`` the networks (torch runtime).
@@ -358,7 +363,7 @@ def segment_files(
     channel = channel or (record["channel"] if record else "luma")
     options = dict(
         device=device, scale=float(scale), t=t, polyphase={"auto": "auto", "on": True, "off": False}[polyphase],
-        tile=tile, overlap=overlap, tile_batch=tile_batch, name=str(files[0]) if files else "",
+        tile=tile, overlap=overlap, tile_batch=tile_batch, tta=tta, name=str(files[0]) if files else "",
     )
     stream = _decoded(files, channel, workers, record)
     first = next(stream, None)
@@ -420,7 +425,7 @@ def run(args: argparse.Namespace) -> int:
         files, args.checkpoint, args.out, t=args.t, threshold=args.threshold, polyphase=args.polyphase,
         soft=args.soft, use_ema=True if args.ema else None, device=args.device, channel=args.channel,
         scale=args.scale, overlay=args.overlay, tile=args.tile, overlap=args.overlap, tile_batch=args.tile_batch,
-        runtime=args.runtime, precision=args.precision, compile=args.compile, workers=args.workers,
+        tta=args.tta, runtime=args.runtime, precision=args.precision, compile=args.compile, workers=args.workers,
         progress=not args.no_progress, report=lambda line: print(f"darlkit segment: {line}", flush=True),
         prepared=args.prepared,
     )

@@ -179,6 +179,7 @@ def evaluate_model(
     metrics: Sequence[str] | None = None,
     use_roi: bool = True,
     best_threshold: bool = False,
+    tta: str = "none",
 ) -> dict[str, dict[str, float]]:
     """Per-image segmentation metrics of a model on a labelled dataset, mean and std over images.
 
@@ -201,6 +202,7 @@ def evaluate_model(
         best_threshold: Add ``"dice_at_best_threshold"`` (``{mean, std, n, threshold}``): the
             Dice at the one threshold that maximises the mean Dice (a peer protocol, never the
             default).
+        tta: Test-time augmentation of ``segment_image`` (``"none"`` or ``"flip"``).
 
     Returns:
         ``{metric: {"mean", "std", "n"}}`` as ``SegmentationMetrics.aggregate``.
@@ -217,7 +219,7 @@ def evaluate_model(
             if noise_sigma:
                 g = torch.Generator().manual_seed(int(seed) * 1_000_003 + i)
                 image = add_gaussian_noise(image, noise_sigma, g)
-            pred = segment_image(model, image.to(device), image_size=image_size, t=t, polyphase=polyphase).cpu()
+            pred = segment_image(model, image.to(device), image_size=image_size, t=t, polyphase=polyphase, tta=tta).cpu()
             mask = item["mask"].unsqueeze(0).float()
             roi = item["roi"].unsqueeze(0) > 0 if use_roi and "roi" in item else None
             acc.update(pred, mask, roi)

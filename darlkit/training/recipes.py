@@ -208,6 +208,7 @@ def evaluate_on_split(
     use_roi: bool = True,
     best_threshold: bool = False,
     channel: str = "luma",
+    tta: str = "none",
 ) -> dict[str, Any]:
     """Per-image metrics of a checkpoint on one split, mean and std over images (inside the
     split's ``roi/`` masks when it has them); ``darlkit evaluate`` and the recipes use it.
@@ -228,9 +229,10 @@ def evaluate_on_split(
         use_roi: Compute the metrics inside the split's ``roi/`` masks when present.
         best_threshold: Add ``"dice_at_best_threshold"`` to the clean metrics.
         channel: Colour reduction of colour images (``darlkit.data.read_image``).
+        tta: Test-time augmentation (``"none"`` or ``"flip"``; see ``darlkit.model.segment_image``).
 
     Returns:
-        ``{"checkpoint", "data", "split", "roi", "n_images", "clean": {metric: {"mean", "std",
+        ``{"checkpoint", "data", "split", "roi", "n_images", "tta", "clean": {metric: {"mean", "std",
         "n"}}, "noise": {sigma: {metric: ...}}}``; ``"roi"`` is true when ROI masks were used.
 
     Raises:
@@ -249,13 +251,14 @@ def evaluate_on_split(
         raise ValueError(f"--t must be < {model.num_timesteps}, got {t}")
     dataset = XCADDataset(root, split=split, channel=channel)
     kw = dict(image_size=config.image_size, t=t, threshold=config.val_threshold if threshold is None else threshold,
-              seed=seed, device=device, max_images=max_images, use_roi=use_roi, metrics=metrics)
+              seed=seed, device=device, max_images=max_images, use_roi=use_roi, metrics=metrics, tta=tta)
     result: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "data": str(root),
         "split": split,
         "roi": use_roi and "roi" in dataset.files,
         "n_images": len(dataset) if max_images is None else min(len(dataset), max_images),
+        "tta": tta,
         "clean": evaluate_model(model, dataset, best_threshold=best_threshold, **kw),
         "noise": {},
     }
