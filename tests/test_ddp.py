@@ -51,8 +51,17 @@ def test_two_gloo_processes_match_one_process_with_the_global_batch(tmp_path):
     assert sorted(p.name for p in ddp_dir.iterdir()) == ["config.json", "last.pt", "train_log.jsonl"]
     for key, mod in (("model", single.model), ("disc_mask", single.disc_mask), ("disc_image", single.disc_image)):
         want = mod.state_dict()
+        # Equal up to float32 rounding, amplified by 2 SGD steps where a kink (LeakyReLU, |x|)
+        # flips for a few elements: per tensor, the difference is held to 2 % of how far the
+        # single-process weights moved, plus 1e-5 (a gradient not averaged over the ranks is ~100 %).
+        # Measured: < 1e-5 absolute with AVX512 kernels; with AVX2 ones (batch-1 and batch-2
+        # convolutions round differently) 7.9e-5 on 2 of 576 elements of unet.downs.2.conv.weight,
+        # which moved by 1.9e-2 (0.4 %).
+        init = dict(zip(("model", "disc_mask", "disc_image"), build_micro(cfg)))
         for name, value in ddp[key].items():
-            torch.testing.assert_close(value, want[name], rtol=1e-4, atol=1e-5, msg=f"{key}.{name}")
+            moved = float((want[name].float() - init[key].state_dict()[name].float()).abs().max())
+            diff = float((value.float() - want[name].float()).abs().max())
+            assert diff <= 1e-5 + 0.02 * moved, f"{key}.{name}: DDP and single process differ by {diff:.3g}, moved {moved:.3g}"
     # and the networks actually moved away from their initialisation
     init_model, _, _ = build_micro(cfg)
     moved = [k for k, v in init_model.state_dict().items() if not torch.equal(v, ddp["model"][k])]

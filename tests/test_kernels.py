@@ -350,3 +350,16 @@ def test_compile_backend_survives_the_recompile_limit() -> None:
             want = instance_norm_act_reference(x, w, b, negative_slope=slope)
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     torch._dynamo.reset()
+
+
+def test_the_compile_probe_is_not_run_or_cached_inside_jit_trace(monkeypatch):
+    monkeypatch.setattr(kernels.composite, "_PROBE", {})
+    monkeypatch.setattr(kernels.composite, "_PROBE_ERROR", {})
+    seen = []
+
+    def fn(x):
+        seen.append(kernels.compile_available())
+        return x * 2
+
+    torch.jit.trace(fn, torch.ones(2), check_trace=False)
+    assert seen == [False] and kernels.composite._PROBE == {}  # refused while tracing, nothing cached

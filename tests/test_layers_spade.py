@@ -179,11 +179,13 @@ def test_label_map_forms_match_one_hot():
     x = torch.randn(2, 4, 6, 6)
     labels = torch.randint(0, 3, (2, 9, 7))
     ref = layer(x, _one_hot(labels, 3))
+    # equal up to float32 rounding: the label path and the one-hot path may take different conv
+    # kernels (bitwise equal with AVX512 kernels, 1 ulp apart with AVX2 ones)
     for form in (labels, labels[:, None], labels.to(torch.uint8), labels.to(torch.int32)):
-        assert torch.equal(layer(x, form), ref)
+        torch.testing.assert_close(layer(x, form), ref, rtol=1e-6, atol=1e-5)
     binary = torch.rand(2, 9, 7) > 0.5
     layer2 = _randomize(SwitchableSPADE(4, 2, hidden_channels=4))
-    assert torch.equal(layer2(x, binary), layer2(x, _one_hot(binary.long(), 2)))
+    torch.testing.assert_close(layer2(x, binary), layer2(x, _one_hot(binary.long(), 2)), rtol=1e-6, atol=1e-5)
 
 
 def test_segmap_resized_with_nearest_from_another_size():
@@ -204,7 +206,8 @@ def test_batch_one_segmap_broadcasts():
     layer = _randomize(SwitchableSPADE(4, 2, hidden_channels=4))
     x = torch.randn(3, 4, 5, 5)
     labels = torch.randint(0, 2, (1, 5, 5))
-    torch.testing.assert_close(layer(x, labels), layer(x, labels.expand(3, -1, -1)), rtol=0, atol=1e-6)
+    # float32 rounding only (batch-1 vs batch-3 conv kernels differ by an ulp on AVX2 CPUs)
+    torch.testing.assert_close(layer(x, labels), layer(x, labels.expand(3, -1, -1)), rtol=1e-6, atol=1e-6)
 
 
 @given(

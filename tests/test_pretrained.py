@@ -187,9 +187,12 @@ def test_checkpoint_of_the_previous_format_loads_with_its_numbers(old_checkpoint
     for name, ema in (("raw", False), ("ema", True)):
         model, config = load_trained_model(old_checkpoint, use_ema=ema)
         assert model.num_timesteps == 100 and model.generator.config["base_channels"] == 2
+        # the stored outputs were computed with another CPU's kernels (AVX512): equal up to float32
+        # rounding (a wrongly mapped weight moves them by > 1e-2)
         with torch.no_grad():
-            assert torch.equal(model.segment(ref["input"]), ref[f"{name}_t0"]), name
-            assert torch.equal(model.segment(ref["input"], t=5, noise=ref["noise"]), ref[f"{name}_t5"]), name
+            torch.testing.assert_close(model.segment(ref["input"]), ref[f"{name}_t0"], rtol=0, atol=1e-5, msg=name)
+            torch.testing.assert_close(model.segment(ref["input"], t=5, noise=ref["noise"]), ref[f"{name}_t5"],
+                                       rtol=0, atol=1e-5, msg=name)
 
 
 def test_checkpoint_of_the_previous_format_resumes(old_checkpoint):

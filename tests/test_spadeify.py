@@ -168,7 +168,7 @@ def test_masked_call_equals_explicit_layer_calls():
     # a batch-1 mask is broadcast; a float one-hot gives the same result as the label map
     torch.testing.assert_close(wrapper(x, segmap=labels[:1]), wrapper(x, segmap=labels[:1].expand(2, -1, -1)))
     one_hot = F.one_hot(labels, 2).permute(0, 3, 1, 2).float()
-    assert torch.equal(wrapper(x, segmap=one_hot), wrapper(x, segmap=labels))
+    torch.testing.assert_close(wrapper(x, segmap=one_hot), wrapper(x, segmap=labels), rtol=1e-6, atol=1e-5)
 
 
 def test_segmap_withdrawn_after_call_and_on_exception():

@@ -224,10 +224,17 @@ def compile_available() -> bool:
     The probe compiles and runs a tiny instance-norm forward on a (1, 1, 2, 2) tensor. It fails,
     for example, when no C++ compiler is installed for Inductor's CPU code generation.
 
+    A call during ``torch.jit.trace`` (TorchScript or ONNX export), or while Dynamo traces,
+    returns ``False`` without probing or caching: compiling there is refused by PyTorch ("using FX
+    to torch.jit.trace a dynamo-optimized function"), and caching that refusal made every later
+    compile in the process fall back to eager (found by the skip reasons of the test suite).
+
     Returns:
         ``True`` when the probe compiled and matched the uncompiled result.
     """
     ok = _PROBE.get("cpu")
+    if ok is None and (torch.jit.is_tracing() or torch.compiler.is_compiling()):
+        return False
     if ok is None:
         with _LOCK:
             ok = _PROBE.get("cpu")
