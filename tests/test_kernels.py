@@ -363,3 +363,21 @@ def test_the_compile_probe_is_not_run_or_cached_inside_jit_trace(monkeypatch):
 
     torch.jit.trace(fn, torch.ones(2), check_trace=False)
     assert seen == [False] and kernels.composite._PROBE == {}  # refused while tracing, nothing cached
+
+
+def test_compile_backend_under_jit_trace_traces_the_plain_bodies(monkeypatch):
+    # TorchScript / ONNX export trace the networks: a compiled kernel inside torch.jit.trace is
+    # refused by PyTorch, so the dispatcher must give the tracer the plain (eager) bodies
+    monkeypatch.setattr(kernels.composite, "compile_available", lambda: True)
+    big = torch.randn(1, 1, 256, 256)
+    assert resolve_backend("auto", big, negative_slope=0.2) == "compile"
+    seen = []
+
+    def fn(x):
+        seen.append(resolve_backend("auto", x, negative_slope=0.2))
+        return kernels.instance_norm_act(x, None, None, backend="compile", negative_slope=0.2)
+
+    traced = torch.jit.trace(fn, big, check_trace=False)
+    assert seen == ["eager"]
+    ref = kernels.instance_norm_act_reference(big, None, None, negative_slope=0.2)
+    torch.testing.assert_close(traced(big), ref, atol=1e-5, rtol=1e-5)
