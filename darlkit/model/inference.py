@@ -187,7 +187,7 @@ def segment_tiled(
         tile_batch: Network inputs per forward pass when tiling: tiles, or with ``polyphase``
             polyphase sub-images of tiles (4 per tile); 1 keeps the activations of one
             sub-image. ``"auto"`` (default): :func:`~darlkit.model.memory.auto_tile_batch`, up to
-            16 small inputs per pass within 512 MiB of activations (2.6x faster than 1 for
+            16 small inputs per pass within 512 MiB of activations (2.0-2.6x faster than 1 for
             the ``small`` networks on a CPU; the paper networks' 256 x 256 inputs stay at 1).
             One-tile images go in one pass.
         generator: Random generator of the noise for ``t > 0``.

@@ -58,7 +58,7 @@ def auto_tile_batch(model: nn.Module | None, tile: int, polyphase: bool) -> int:
     (``ACTIVATION_FACTOR`` x the live layer outputs of that many inputs, as
     :func:`estimate_segment_memory` measures them, plus attention) stay under
     :data:`AUTO_PASS_BYTES`; at least 1. Batching small inputs amortises the per-layer overhead
-    of a forward pass (2.6x faster for the ``small`` networks' 64 x 64 inputs on a 2-core CPU);
+    of a forward pass (2.0-2.6x faster for the ``small`` networks' 64 x 64 inputs on a 2-core CPU);
     large inputs gain nothing from it and keep one input per pass. Outputs do not depend on the
     choice beyond float32 rounding (every normalisation layer is per input).
 
