@@ -21,8 +21,9 @@ The hardware bound (``--bound``, on by default): the multiply-accumulates of one
 (``darlkit.flops.count_macs(..., convention="exact")``: convolutions and matrix products), and
 the machine's float32 convolution throughput measured in the same run on the network's own most
 frequent convolution (3x3, 64 -> 64 channels at the input's side, the best of 5 calls): their
-ratio is the time no float32 variant can beat on this machine, so it bounds every float32
-speed-up (bf16 and other precisions can go below it where the CPU has native bf16).
+ratio is the time no float32 variant on PyTorch's own convolution kernels can beat on this
+machine, so it bounds their float32 speed-ups (onnxruntime has its own kernels and can go below
+it, as can bf16 where the CPU has native bf16).
 
 Each (size, batch) cell calls every variant once (warm-up, reported), then runs ``--repeats``
 rounds calling each variant once in turn (interleaved, so a change of the shared machine's load
@@ -283,7 +284,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines += [
             "",
             "Hardware bound (float32): multiply-accumulates of one call / the convolution throughput measured "
-            "in this run (3x3, 64 -> 64 at the input's side, best of 5); no float32 variant can be faster.",
+            "in this run (3x3, 64 -> 64 at the input's side, best of 5): no float32 variant on PyTorch's "
+            "convolution kernels can be faster (onnxruntime uses its own kernels).",
             "",
             "| size | batch | GMAC per call | conv GMAC/s | fp32 lower bound s | eager / bound |",
             "| --- | --- | --- | --- | --- | --- |",
