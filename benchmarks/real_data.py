@@ -262,6 +262,16 @@ def evaluate_darl(out: Path, run: Path, commands: list[str], tta: str = "none") 
     return {"test": ev["clean"], "roi": ev["roi"], "val_threshold": {"threshold": thr, "val": ev_val["clean"], "test": ev_thr["clean"]}}
 
 
+def _provenance(argv: list[str] | None) -> dict:
+    """Command line, date, commit, machine and torch threads of this invocation."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    return {
+        "command": shlex.join([Path(sys.executable).name, *sys.argv]) if argv is None else shlex.join(["real_data.py", *argv]),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "commit": commit or "unknown",
+        "machine": f"{device_name('cpu')} ({os.cpu_count()} CPUs, {platform.system()})", "threads": torch.get_num_threads(),
+    }
+
+
 def add_tta(work: Path, path: Path, argv: list[str] | None) -> int:
     """Add the flip-TTA rows to the results file ``path`` of an earlier run whose folders are in ``work``."""
     if not path.is_file():
@@ -271,12 +281,7 @@ def add_tta(work: Path, path: Path, argv: list[str] | None) -> int:
         raise SystemExit(f"real_data.py: --add-tta needs a trained run: {path} has no DARL result or {work}/run/best.pt is missing")
     commands: list[str] = []
     record["darl"]["tta_flip"] = evaluate_darl(work / "prepared", work / "run", commands, tta="flip")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    record["tta_added"] = {
-        "command": shlex.join([Path(sys.executable).name, *sys.argv]) if argv is None else shlex.join(["real_data.py", *argv]),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "commit": commit or "unknown",
-        "machine": f"{device_name('cpu')} ({os.cpu_count()} CPUs, {platform.system()})", "threads": torch.get_num_threads(),
-    }
+    record["tta_added"] = _provenance(argv)
     record["commands"] += commands
     path.write_text(json.dumps(record, indent=2) + "\n")
     path.with_suffix(".md").write_text(to_markdown(record))
@@ -343,14 +348,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.figure:
             save_figure(run / "best.pt", out, args.figure)
     record["frangi"] = frangi_baselines(out, stats["fraction"], args.data)
-    date = _dt.datetime.now(_dt.timezone.utc)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    record.update(
-        command=shlex.join([Path(sys.executable).name, *sys.argv]) if argv is None else shlex.join(["real_data.py", *argv]),
-        seed=args.seed, budget_min=None if args.skip_train else args.budget_min, date=date.isoformat(timespec="seconds"),
-        machine=f"{device_name('cpu')} ({os.cpu_count()} CPUs, {platform.system()})", torch=torch.__version__,
-        threads=torch.get_num_threads(), commit=commit or "unknown", val_stats=stats, commands=commands, note=args.note,
-    )
+    record.update(_provenance(argv))
+    record.update(seed=args.seed, budget_min=None if args.skip_train else args.budget_min, torch=torch.__version__,
+                  val_stats=stats, commands=commands, note=args.note)
+    date = _dt.datetime.fromisoformat(record["date"])
     tag = "frangi" if args.skip_train else f"{args.budget_min:g}min_seed{args.seed}"
     path = args.json or REPO / "benchmarks" / "results" / f"real_chase_{date:%Y-%m-%d}_{tag}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

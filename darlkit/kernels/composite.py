@@ -24,7 +24,7 @@ from typing import Callable
 
 import torch
 
-__all__ = ["SPADENormFunction", "InstanceNormActFunction", "compile_available"]
+__all__ = ["SPADENormFunction", "InstanceNormActFunction", "compile_available", "compile_unavailable_reason"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -218,6 +218,18 @@ def _get(name: str, compiled: bool, act: bool) -> Callable:
     return fn
 
 
+def _in_trace() -> bool:
+    """True while an enclosing trace records the call: Dynamo (``torch.compile``) or
+    ``torch.jit.trace`` (TorchScript and ONNX export). Such a trace cannot contain a
+    ``torch.compile``'d callable ("using FX to torch.jit.trace a dynamo-optimized function")."""
+    if torch.jit.is_tracing():
+        return True
+    try:
+        return bool(torch.compiler.is_compiling())
+    except AttributeError:  # pragma: no cover - very old torch
+        return False
+
+
 def compile_available() -> bool:
     """Whether ``torch.compile`` works on this machine for CPU tensors (probed once, cached).
 
@@ -233,7 +245,7 @@ def compile_available() -> bool:
         ``True`` when the probe compiled and matched the uncompiled result.
     """
     ok = _PROBE.get("cpu")
-    if ok is None and (torch.jit.is_tracing() or torch.compiler.is_compiling()):
+    if ok is None and _in_trace():
         return False
     if ok is None:
         with _LOCK:
@@ -246,7 +258,8 @@ def compile_available() -> bool:
                     ok = bool(abs(float(mean) - 1.5) < 1e-6 and abs(float(rstd) - 1.25**-0.5) < 1e-4)
                 except Exception as exc:  # noqa: BLE001 - any failure means "do not use compile"
                     ok = False
-                    _PROBE_ERROR["cpu"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
+                    first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+                    _PROBE_ERROR["cpu"] = f"{type(exc).__name__}: {first_line}"
                 else:
                     if not ok:
                         _PROBE_ERROR["cpu"] = f"the compiled probe gave mean {float(mean)}, rstd {float(rstd)}"

@@ -42,16 +42,10 @@ def _triton():
 
 
 def _is_compiling() -> bool:
-    """True while an enclosing trace records the call: Dynamo (``torch.compile``) or
-    ``torch.jit.trace`` (TorchScript and ONNX export). Such a trace cannot contain a
-    ``torch.compile``'d callable ("using FX to torch.jit.trace a dynamo-optimized function"), so
-    the plain bodies are traced instead."""
-    if torch.jit.is_tracing():
-        return True
-    try:
-        return bool(torch.compiler.is_compiling())
-    except AttributeError:  # pragma: no cover - very old torch
-        return False
+    """``composite._in_trace()``: an enclosing Dynamo or ``torch.jit.trace`` trace records the
+    call, so the plain bodies are traced instead of the compiled ones (kept as its own name so
+    tests can patch it)."""
+    return composite._in_trace()
 
 
 def _in_dispatch_mode() -> bool:

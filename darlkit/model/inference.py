@@ -210,10 +210,9 @@ def segment_tiled(
     overlap = tile // 8 if overlap is None and isinstance(tile, int) else overlap
     multiple = model.size_multiple * (2 if polyphase else 1)
     reference = getattr(model, "memory_reference", model)
+    _check_tiling(tile, overlap, 1 if tile_batch == "auto" else tile_batch, multiple)
     if tile_batch == "auto":
-        _check_tiling(tile, overlap, 1, multiple)
         tile_batch = auto_tile_batch(reference, tile, polyphase)
-    _check_tiling(tile, overlap, tile_batch, multiple)
     image = _check_prepared_call(model, image, t)
     n, _, h, w = image.shape
     if reference is not None:

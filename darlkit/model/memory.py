@@ -51,6 +51,14 @@ AUTO_PASS_BYTES: int = 512 * 2**20
 paper networks, ~0.3 GiB per 256 x 256 input, keep one input per pass)."""
 
 
+def _pass_bytes(per_pixel: float, attn: list, sub_pixels: float, inputs: int) -> float:
+    """Activations of one forward pass of ``inputs`` network inputs of ``sub_pixels`` pixels each:
+    ``ACTIVATION_FACTOR`` x the live layer outputs, plus the largest attention layer's score and
+    softmax matrices (2 x heads x tokens^2 x 4 bytes per input)."""
+    attention = max((2 * heads * (ratio * sub_pixels) ** 2 * 4 * inputs for ratio, heads in attn), default=0.0)
+    return ACTIVATION_FACTOR * per_pixel * sub_pixels * inputs + attention
+
+
 def auto_tile_batch(model: nn.Module | None, tile: int, polyphase: bool) -> int:
     """Network inputs per forward pass for ``segment_tiled(..., tile_batch="auto")``.
 
@@ -78,10 +86,7 @@ def auto_tile_batch(model: nn.Module | None, tile: int, polyphase: bool) -> int:
     side = math.ceil(tile / multiple) * multiple
     sub_pixels = side * side / (4 if polyphase else 1)
     inputs = AUTO_TILE_BATCH_MAX
-    while inputs > 1:
-        attention = max((2 * heads * (ratio * sub_pixels) ** 2 * 4 * inputs for ratio, heads in attn), default=0.0)
-        if ACTIVATION_FACTOR * per_pixel * sub_pixels * inputs + attention <= AUTO_PASS_BYTES:
-            break
+    while inputs > 1 and _pass_bytes(per_pixel, attn, sub_pixels, inputs) > AUTO_PASS_BYTES:
         inputs //= 2
     return inputs
 
@@ -230,11 +235,8 @@ def estimate_segment_memory(
 
         per_image = len(tile_starts(height, tile, overlap, align)) * len(tile_starts(width, tile, overlap, align))
         inputs = min(tile_batch, batch * per_image * subs_per_tile)
-    sub_pixels = th * tw / subs_per_tile
-    pixels = inputs * sub_pixels
-    attention = max((2 * heads * (ratio * sub_pixels) ** 2 * 4 * inputs for ratio, heads in attn), default=0.0)
     buffers = 4 * 4 * batch * height * width
-    return int(buffers + ACTIVATION_BASE + ACTIVATION_FACTOR * per_pixel * pixels + attention)
+    return int(buffers + ACTIVATION_BASE + _pass_bytes(per_pixel, attn, th * tw / subs_per_tile, inputs))
 
 
 def check_segment_memory(
