@@ -14,13 +14,11 @@ Steps:
    --test-masks ... --roi-masks auto --channel green --backgrounds auto --masks synth``
    (prepare's own default would measure them on the test labels too);
 2. unless ``--skip-train``: ``darlkit train --data OUT --preset small --budget-min M --seed S
-   --out RUN`` (``best.pt`` chosen on the validation split) and ``darlkit evaluate --data OUT
-   --checkpoint RUN/best.pt --json`` (DARL's rule: vessel where the output > 0); then the
-   threshold that maximises the mean Dice on the two validation images (``evaluate --split val
-   --best-threshold``) and the test metrics at that threshold (``evaluate --threshold T``), a
-   second row chosen without the test labels; both again with flip test-time augmentation
-   (``evaluate --tta flip``: the mean of the four flips' logits; validation during training
-   never uses it);
+   --out RUN`` (``best.pt`` chosen on the validation split, then calibrated on it: the threshold
+   with the best mean Dice on the two validation images under flip test-time augmentation
+   becomes the checkpoint's default) and ``darlkit evaluate --data OUT --checkpoint RUN/best.pt
+   --json`` (those defaults: the issue's check), and the paper's rule for comparison
+   (``evaluate --threshold 0 --tta none``); validation during training never uses TTA;
 3. Frangi vesselness (dark vessels), with two threshold rules computed per image inside the
    field of view: Otsu, and the vessel fraction measured on the validation labels. Each rule's
    variant (input: the data's own green channel or the prepared, contrast-normalised image DARL
@@ -30,9 +28,8 @@ Steps:
 Usage::
 
     python benchmarks/real_data.py --data ../shared/data/chase_db1 --skip-train
-    OMP_NUM_THREADS=1 python benchmarks/real_data.py --data ../shared/data/chase_db1 --budget-min 30 --seed 0
+    python benchmarks/real_data.py --data ../shared/data/chase_db1 --budget-min 30 --seed 0
     python benchmarks/real_data.py --combine benchmarks/results/real_chase_*min_seed*.json --json T  # one table
-    python benchmarks/real_data.py --add-tta --work W --json F   # add the flip-TTA rows to an earlier run's F
 
 Writes ``benchmarks/results/real_chase_<date>_<tag>.json`` and ``.md`` (or ``--json F`` and
 ``F`` with ``.md``) holding the command line, seed, date, machine and every number.
@@ -201,7 +198,12 @@ def to_markdown(r: dict) -> str:
         "- protocol: inside the field of view (prepare --roi-masks auto), per image, mean ± std over the 8 test images", "",
         f"| Method | {' | '.join(NAMES[m] for m in SHOWN)} |", "| --- |" + " --- |" * len(SHOWN),
     ]
-    if r.get("darl"):
+    if r.get("darl") and r["darl"].get("paper_rule"):  # this script since the calibrated defaults
+        d = r["darl"]
+        lines.append(f"| DARL (small, {r['budget_min']:g} min, step {d['train']['step']}; `darlkit evaluate` defaults: "
+                     f"threshold {d['threshold']:g} {d['defaults']}, tta {d['tta']}) | {_cells(d['test'])} |")
+        lines.append(f"| DARL, paper rule (threshold 0, no TTA) | {_cells(d['paper_rule']['test'])} |")
+    elif r.get("darl"):  # earlier files: threshold 0 by default, TTA and validation thresholds as extra rows
         lines.append(f"| DARL (small, {r['budget_min']:g} min, step {r['darl']['train']['step']}, threshold 0) | {_cells(r['darl']['test'])} |")
         if r["darl"].get("val_threshold"):
             vt = r["darl"]["val_threshold"]
@@ -215,7 +217,7 @@ def to_markdown(r: dict) -> str:
         c = r["frangi"][rule]["chosen"]
         lines.append(f"| Frangi + {name} ({c.get('input', 'prepared')} input, 1/{c['factor']} size, sigmas {c['sigmas']}) | "
                      f"{_cells(r['frangi'][rule]['test'])} |")
-    if r.get("tta_added"):
+    if r.get("tta_added"):  # files of 2026-12-02, whose TTA rows a since-removed --add-tta option added
         a = r["tta_added"]
         lines += ["", f"The flip-TTA rows were added later from the same run's best.pt: `{a['command']}` "
                       f"({a['date']}, commit {a['commit']}, {a['machine']}, {a['threads']} thread(s))."]
@@ -248,18 +250,17 @@ def combine(files: list[Path]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def evaluate_darl(out: Path, run: Path, commands: list[str], tta: str = "none") -> dict:
-    """Test metrics of ``run/best.pt`` at threshold 0 and at the threshold with the best mean Dice
-    on the two validation images (their labels only), through ``darlkit evaluate [--tta TTA]``."""
-    extra = [] if tta == "none" else ["--tta", tta]
-    ev = json.loads(_darlkit("evaluate", "--data", str(out), "--checkpoint", str(run / "best.pt"), *extra, "--json",
-                             log=commands))
-    ev_val = json.loads(_darlkit("evaluate", "--data", str(out), "--split", "val", "--checkpoint", str(run / "best.pt"),
-                                 "--best-threshold", *extra, "--json", log=commands))
-    thr = float(ev_val["clean"]["dice_at_best_threshold"]["threshold"])
-    ev_thr = json.loads(_darlkit("evaluate", "--data", str(out), "--checkpoint", str(run / "best.pt"),
-                                 "--threshold", f"{thr:g}", *extra, "--json", log=commands))
-    return {"test": ev["clean"], "roi": ev["roi"], "val_threshold": {"threshold": thr, "val": ev_val["clean"], "test": ev_thr["clean"]}}
+def evaluate_darl(out: Path, run: Path, commands: list[str]) -> dict:
+    """Test metrics of ``run/best.pt`` through ``darlkit evaluate``: at the checkpoint's defaults (what
+    ``darlkit evaluate --data OUT --checkpoint RUN/best.pt`` gives: the ``small`` preset's threshold
+    chosen on the two validation images after training, with flip TTA) and by the paper's rule
+    (threshold 0, no TTA)."""
+    best = str(run / "best.pt")
+    ev = json.loads(_darlkit("evaluate", "--data", str(out), "--checkpoint", best, "--json", log=commands))
+    paper = json.loads(_darlkit("evaluate", "--data", str(out), "--checkpoint", best, "--threshold", "0", "--tta", "none",
+                                "--json", log=commands))
+    return {"test": ev["clean"], "roi": ev["roi"], "threshold": ev["threshold"], "tta": ev["tta"],
+            "defaults": ev["defaults"], "paper_rule": {"test": paper["clean"]}}
 
 
 def _provenance(argv: list[str] | None) -> dict:
@@ -270,23 +271,6 @@ def _provenance(argv: list[str] | None) -> dict:
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "commit": commit or "unknown",
         "machine": f"{device_name('cpu')} ({os.cpu_count()} CPUs, {platform.system()})", "threads": torch.get_num_threads(),
     }
-
-
-def add_tta(work: Path, path: Path, argv: list[str] | None) -> int:
-    """Add the flip-TTA rows to the results file ``path`` of an earlier run whose folders are in ``work``."""
-    if not path.is_file():
-        raise SystemExit(f"real_data.py: --json: results file not found: {path}")
-    record = json.loads(path.read_text())
-    if not record.get("darl") or not (work / "run" / "best.pt").is_file():
-        raise SystemExit(f"real_data.py: --add-tta needs a trained run: {path} has no DARL result or {work}/run/best.pt is missing")
-    commands: list[str] = []
-    record["darl"]["tta_flip"] = evaluate_darl(work / "prepared", work / "run", commands, tta="flip")
-    record["tta_added"] = _provenance(argv)
-    record["commands"] += commands
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    path.with_suffix(".md").write_text(to_markdown(record))
-    print(to_markdown(record))
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -304,13 +288,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="also save image | prediction | truth of three test images with the trained best.pt")
     p.add_argument("--combine", type=Path, nargs="+", default=None, metavar="JSON",
                    help="only merge results files of earlier runs into one table (printed; --json F writes F.md)")
-    p.add_argument("--add-tta", action="store_true",
-                   help="only add the flip-TTA rows to the results file --json F of an earlier run in --work W")
     args = p.parse_args(argv)
-    if args.add_tta:
-        if args.work is None or args.json is None:
-            raise SystemExit("real_data.py: --add-tta needs --work W and --json F of the earlier run")
-        return add_tta(args.work, args.json, argv)
     if args.combine:
         text = combine(args.combine)
         if args.json:
@@ -344,7 +322,6 @@ def main(argv: list[str] | None = None) -> int:
         summary = json.loads(train_out.strip().splitlines()[-1])
         record["darl"] = {"train": summary, "train_s": round(time.perf_counter() - t0, 1)}
         record["darl"].update(evaluate_darl(out, run, commands))
-        record["darl"]["tta_flip"] = evaluate_darl(out, run, commands, tta="flip")
         if args.figure:
             save_figure(run / "best.pt", out, args.figure)
     record["frangi"] = frangi_baselines(out, stats["fraction"], args.data)

@@ -94,28 +94,17 @@ def test_pipeline_with_two_training_steps(fake_chase, tmp_path):
     # the dark vessels of the fake images are easy for the filter
     assert r["frangi"]["fraction"]["test"]["auc_roc"]["mean"] > 0.9
     md = out.with_suffix(".md").read_text()
-    assert "DARL (small, 5 min, step 2, threshold 0)" in md and "Frangi + Otsu" in md and "--channel green" in md
-    vt = r["darl"]["val_threshold"]  # chosen on the validation images, scored on the test images
-    assert -1.0 <= vt["threshold"] <= 1.0 and vt["test"]["dice"]["n"] == 8 and vt["val"]["dice"]["n"] == 2
-    assert "chosen on the validation images" in md
+    assert "DARL (small, 5 min, step 2; `darlkit evaluate` defaults" in md and "Frangi + Otsu" in md and "--channel green" in md
+    # the small preset's defaults: best.pt calibrated on the two validation images, flip TTA
+    d, cal = r["darl"], r["darl"]["train"]["calibration"]
+    assert d["tta"] == "flip" and d["defaults"] == "calibrated on val" and d["threshold"] == cal["threshold"]
+    assert cal["n_images"] == 2 and -1.0 <= cal["threshold"] <= 1.0 and cal["dice"] >= cal["default_dice"]
+    assert d["test"]["dice"]["n"] == 8 and d["paper_rule"]["test"]["dice"]["n"] == 8
+    assert "paper rule (threshold 0, no TTA)" in md
+    assert any(c.endswith("--threshold 0 --tta none --json") for c in r["commands"])
     assert {t["input"] for t in r["frangi"]["fraction"]["tried"]} == {"green", "prepared"}
     prep = json.loads((tmp_path / "w" / "prepared" / "prepare.json").read_text())
     assert prep["vessels"]["fraction_from"] == "option"  # statistics from the val labels, not test
-    # flip TTA rows: the same checkpoint through evaluate --tta flip
-    tta = r["darl"]["tta_flip"]
-    assert tta["test"]["dice"]["n"] == 8 and tta["val_threshold"]["val"]["dice"]["n"] == 2
-    assert tta["test"]["dice"]["mean"] != r["darl"]["test"]["dice"]["mean"]
-    assert "DARL + flip TTA, threshold 0" in md and sum("--tta flip" in c for c in r["commands"]) == 3
-    # --add-tta recomputes those rows for an earlier results file (here: the same run, so the same numbers)
-    old = dict(r)
-    del old["darl"]["tta_flip"]
-    out.write_text(json.dumps(old))
-    assert bench.main(["--add-tta", "--work", str(tmp_path / "w"), "--json", str(out)]) == 0
-    again = json.loads(out.read_text())
-    assert again["darl"]["tta_flip"]["test"] == tta["test"] and again["tta_added"]["command"].startswith("real_data.py --add-tta")
-    assert "were added later from the same run's best.pt" in out.with_suffix(".md").read_text()
-    with pytest.raises(SystemExit, match="needs --work W and --json F"):
-        bench.main(["--add-tta", "--json", str(out)])
 
 
 @pytest.mark.slow

@@ -8,7 +8,9 @@ valid intensity range).
 
 Field of view: when the split has a ``roi/`` folder (``darlkit prepare --roi-masks``), every
 metric is computed inside the ROI masks only (``--no-roi`` ignores them). The decision rule is
-the paper's, vessel where the output > ``--threshold`` (0); ``--best-threshold`` also reports,
+vessel where the output > ``--threshold``: by default the checkpoint's (the paper's 0, or the
+threshold a ``small`` run chose on its validation split after training, together with its flip
+test-time augmentation; ``darlkit.training.inference_defaults``); ``--best-threshold`` also reports,
 under the separate key ``dice_at_best_threshold``, the Dice at the threshold maximising the mean
 Dice over the test images (chosen on the test labels, so optimistic; see
 ``darlkit.metrics.DiceThresholdSweep``).
@@ -48,12 +50,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="also evaluate with Gaussian noise of these sigmas (0-255 scale), e.g. 10 25 50")
     p.add_argument("--seed", type=argtypes.non_negative_int, default=0, help="seed of the noise (default 0)")
     p.add_argument("--t", type=argtypes.non_negative_int, default=0, help="diffusion step for segmentation (default 0)")
-    p.add_argument("--threshold", type=argtypes.threshold, default=0.0, help="vessel where output > threshold (default 0)")
+    p.add_argument("--threshold", type=argtypes.threshold, default=None,
+                   help="vessel where output > threshold (default: the checkpoint's, 0 unless calibrated)")
     p.add_argument("--max-images", type=int, default=None, help="evaluate at most this many images")
     p.add_argument("--ema", action="store_true", help="use the checkpoint's EMA weights")
     p.add_argument("--device", type=argtypes.device, default="cpu", help="device (default cpu)")
-    p.add_argument("--tta", choices=argtypes.TTA_CHOICES, default="none",
-                   help="test-time augmentation: none (default) or flip (mean of the 4 flips' logits, 4x the work)")
+    p.add_argument("--tta", choices=argtypes.TTA_CHOICES, default=None,
+                   help="test-time augmentation: none or flip (mean of the 4 flips' logits, 4x the work); "
+                        "default: the checkpoint's (none unless its run config says flip)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     return p
 
@@ -65,7 +69,7 @@ def evaluate_checkpoint(
     noise_sigmas: list[float] | None = None,
     seed: int = 0,
     t: int = 0,
-    threshold: float = 0.0,
+    threshold: float | None = None,
     max_images: int | None = None,
     use_ema: bool | None = None,
     device: str = "cpu",
@@ -73,7 +77,7 @@ def evaluate_checkpoint(
     use_roi: bool = True,
     best_threshold: bool = False,
     channel: str = "luma",
-    tta: str = "none",
+    tta: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on ``data/<split>`` (inside ``data/<split>/roi`` when present).
 
@@ -83,7 +87,7 @@ def evaluate_checkpoint(
         noise_sigmas: Noise levels (0-255 scale) for Table 2 rows.
         seed: Noise seed.
         t: Diffusion step for segmentation.
-        threshold: Decision threshold on the [-1, 1] output.
+        threshold: Decision threshold on the [-1, 1] output (``None``: the checkpoint's default).
         max_images: Evaluate at most this many images.
         use_ema: Use EMA weights (``None``: the run's default).
         device: Torch device name.
@@ -91,7 +95,7 @@ def evaluate_checkpoint(
         use_roi: Use the split's ``roi/`` masks when the folder exists.
         best_threshold: Also report Dice at the best mean-Dice threshold (clean images only).
         channel: Colour reduction of colour images (``darlkit.data.read_image``).
-        tta: Test-time augmentation (``"none"`` or ``"flip"``).
+        tta: Test-time augmentation (``"none"`` or ``"flip"``; ``None``: the checkpoint's default).
 
     Returns:
         ``{"checkpoint", "data", "split", "roi", "n_images", "clean": {metric: {mean, std, n}},
@@ -135,7 +139,8 @@ def format_tables(result: dict[str, Any]) -> str:
     head = " | ".join(_NAMES[m] for m in _SHOWN)
     where = ", inside the field of view (roi/)" if result.get("roi") else ""
     lines = [
-        f"Table 1 (n = {result['n_images']} {result.get('split', 'test')} images, mean ± std over images{where})",
+        f"Table 1 (n = {result['n_images']} {result.get('split', 'test')} images, mean ± std over images{where}; "
+        f"threshold {result.get('threshold', 0.0):g}, tta {result.get('tta', 'none')})",
         "",
         f"| Method | {head} |",
         "| --- | --- | --- | --- |",

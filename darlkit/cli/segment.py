@@ -72,9 +72,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="network inputs (tiles, or polyphase sub-images) per forward pass (default auto: "
                         "up to 16 small inputs within 512 MiB of activations)")
     p.add_argument("--t", type=argtypes.non_negative_int, default=0, help="diffusion step for segmentation (default 0)")
-    p.add_argument("--tta", choices=argtypes.TTA_CHOICES, default="none",
-                   help="test-time augmentation: none (default) or flip (mean of the 4 flips' logits, 4x the work)")
-    p.add_argument("--threshold", type=argtypes.threshold, default=0.0, help="vessel where output > threshold (default 0)")
+    p.add_argument("--tta", choices=argtypes.TTA_CHOICES, default=None,
+                   help="test-time augmentation: none or flip (mean of the 4 flips' logits, 4x the work); "
+                        "default: the checkpoint's (none unless its run config says flip)")
+    p.add_argument("--threshold", type=argtypes.threshold, default=None,
+                   help="vessel where output > threshold (default: the checkpoint's, 0 unless calibrated)")
     p.add_argument("--polyphase", choices=("auto", "on", "off"), default="auto",
                    help="segment as 4 polyphase sub-images (auto: always, as in training)")
     p.add_argument("--soft", action="store_true", help="write the [-1, 1] output as grey levels, not a binary mask")
@@ -280,7 +282,7 @@ def segment_files(
     out: Path,
     *,
     t: int = 0,
-    threshold: float = 0.0,
+    threshold: float | None = None,
     polyphase: str = "auto",
     soft: bool = False,
     use_ema: bool | None = None,
@@ -291,7 +293,7 @@ def segment_files(
     tile: int | None = None,
     overlap: int | None = None,
     tile_batch: int | str = "auto",
-    tta: str = "none",
+    tta: str | None = None,
     runtime: str | None = None,
     precision: str = "auto",
     compile: bool = False,
@@ -312,7 +314,8 @@ def segment_files(
         checkpoint: Training checkpoint, model folder, or ``.onnx`` file (``runtime="onnx"``).
         out: Output folder (exists).
         t: Diffusion step (0: the clean image; ONNX: 0 only).
-        threshold: Vessel where the output is above this.
+        threshold: Vessel where the output is above this (``None``: the checkpoint's default,
+            ``darlkit.training.inference_defaults``).
         polyphase: ``"auto"``, ``"on"`` or ``"off"``.
         soft: Write grey levels instead of a binary mask.
         use_ema: Use EMA weights (``None``: the run's default).
@@ -325,7 +328,8 @@ def segment_files(
         overlap: Minimum tile overlap (default tile / 8).
         tile_batch: Network inputs (tiles, or polyphase sub-images) per forward pass, or ``"auto"``
             (:func:`darlkit.model.memory.auto_tile_batch`).
-        tta: Test-time augmentation: ``"none"`` or ``"flip"`` (``darlkit.model.segment_image``).
+        tta: Test-time augmentation: ``"none"`` or ``"flip"`` (``darlkit.model.segment_image``;
+            ``None``: the checkpoint's default).
         runtime: ``"torch"``, ``"onnx"`` or ``None`` (onnx for a ``.onnx`` checkpoint, else torch).
         precision: ``"auto"``, ``"fp32"`` or ``"bf16"`` (``auto``: bf16 where native and verified).
         compile: ``torch.compile`` the networks (torch runtime).
@@ -361,6 +365,15 @@ def segment_files(
         if record["size"] is not None and scale != 1.0:
             raise CLIError(f"--scale cannot be combined with --prepared {prepared}, which resamples to size {record['size']}")
     channel = channel or (record["channel"] if record else "luma")
+    if threshold is None or tta is None:
+        from darlkit.training import inference_defaults
+
+        try:
+            defaults = inference_defaults(checkpoint)
+        except ValueError as exc:
+            raise CLIError(f"--checkpoint: {exc}") from None
+        threshold = defaults["threshold"] if threshold is None else threshold
+        tta = defaults["tta"] if tta is None else tta
     options = dict(
         device=device, scale=float(scale), t=t, polyphase={"auto": "auto", "on": True, "off": False}[polyphase],
         tile=tile, overlap=overlap, tile_batch=tile_batch, tta=tta, name=str(files[0]) if files else "",

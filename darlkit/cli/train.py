@@ -11,7 +11,11 @@ Examples::
 Validation (and so ``best.pt``) uses ``DATA/val`` when it holds images, else ``DATA/test``.
 ``--budget-min M`` stops the loop max(30 s, 10 % of M) (at most half of M) before M minutes have
 passed, so the final validation and save fit in the budget when one validation takes less than
-that (about a minute for two 999 x 960 fundus images with the ``small`` preset on a busy 2-core CPU). Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is initialised with ``nccl`` on CUDA
+that (about a minute for two 999 x 960 fundus images with the ``small`` preset on a busy 2-core CPU).
+The ``small`` preset then calibrates ``best.pt`` within that margin: the threshold with the best
+validation Dice under flip test-time augmentation becomes the checkpoint's default for
+``darlkit evaluate`` / ``segment`` (``darlkit.training.calibrate_checkpoint``). With ``--budget-min``
+the test split is not evaluated at the end (that would run past the budget): run ``darlkit evaluate``. Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is initialised with ``nccl`` on CUDA
 and ``gloo`` on the CPU; only rank 0 prints and writes files.
 """
 
@@ -191,7 +195,7 @@ def _check_xcad_dir(root: Path) -> None:
 
 
 def train_from_args(args: argparse.Namespace, *, default_preset: str = "paper", data_root: Path | None = None,
-                    log=print, time_limit: float | None = None) -> dict[str, Any]:
+                    log=print, time_limit: float | None = None, evaluate_test: bool = True) -> dict[str, Any]:
     """Run a training job described by parsed arguments (used by ``train`` and ``quickstart``).
 
     Args:
@@ -200,10 +204,11 @@ def train_from_args(args: argparse.Namespace, *, default_preset: str = "paper", 
         data_root: XCAD-layout folder to train on (overrides ``args.data``).
         log: Printer for progress lines (rank 0 only).
         time_limit: Stop training after this many seconds (``DARLTrainer.fit``).
+        evaluate_test: Evaluate the chosen checkpoint on ``test/`` at the end (when ``val/`` chose it).
 
     Returns:
         The dict of :func:`darlkit.training.train_on_folder` (``DARLTrainer.fit``'s plus
-        ``"config"``, ``"trainer"``, ``"selection_split"`` and ``"test"``).
+        ``"config"``, ``"trainer"``, ``"selection_split"``, ``"calibration"`` and ``"test"``).
     """
     import torch
 
@@ -238,7 +243,7 @@ def train_from_args(args: argparse.Namespace, *, default_preset: str = "paper", 
         # with val/, the chosen checkpoint is evaluated once on test/ at the end.
         return train_on_folder(config, root, args.out, model_config=model, steps=args.steps, device=device,
                                progress=not args.no_progress, resume=resume, time_limit=time_limit, log=log,
-                               check_files=False)  # checked above, before the datasets were built
+                               check_files=False, evaluate_test=evaluate_test)  # checked above, before the datasets were built
     finally:
         if distributed:
             import torch.distributed as dist
@@ -272,10 +277,10 @@ def run(args: argparse.Namespace) -> int:
     budget = getattr(args, "budget_min", None)
     # the loop stops early by max(30 s, 10 % of M), at most half of M, so the final validation and save fit
     time_limit = None if budget is None else budget * 60.0 - min(budget * 30.0, max(30.0, budget * 6.0))
-    result = train_from_args(args, data_root=data_root, time_limit=time_limit)
+    result = train_from_args(args, data_root=data_root, time_limit=time_limit, evaluate_test=budget is None)
     if result["trainer"].is_main:
         summary = {k: result[k] for k in ("step", "best_dice", "best_step", "selection_split", "last_checkpoint",
-                                          "best_checkpoint", "figure")}
+                                          "best_checkpoint", "figure", "calibration")}
         if result["test"] is not None:
             summary["test_dice"] = result["test"]["clean"]["dice"]["mean"]
         summary["seconds"] = round(result["seconds"], 1)

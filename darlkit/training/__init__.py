@@ -19,8 +19,10 @@ from darlkit.training.checkpoint import (
 )
 from darlkit.training.config import AMP_MODES, LEGACY_MODEL_FIELDS, PRESETS, TrainConfig
 from darlkit.training.inference import (
+    INFERENCE_KEY,
     add_gaussian_noise,
     evaluate_model,
+    inference_defaults,
     load_trained_model,
     read_png,
     write_png,
@@ -36,6 +38,7 @@ from darlkit.training.resume import *  # noqa: F403 - its __all__ is re-exported
 from darlkit.training.monitor import CollapseMonitor, CollapseStatus
 from darlkit.training.recipes import (
     VAL_FOLDERS,
+    calibrate_checkpoint,
     choose_threshold,
     evaluate_on_split,
     train_on_folder,
@@ -116,4 +119,7 @@ __all__ = [
     "train_on_folder",
     "evaluate_on_split",
     "choose_threshold",
+    "calibrate_checkpoint",
+    "inference_defaults",
+    "INFERENCE_KEY",
 ]

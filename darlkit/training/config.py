@@ -90,7 +90,14 @@ class TrainConfig:
         skip_nonfinite: A step whose loss is NaN or Inf is skipped (no optimiser update) up to
             this many times in a row; one more stops the run. 0 (default): the first
             non-finite loss stops the run, keeping the last good checkpoint.
-        val_threshold: Threshold on the [-1, 1] prediction for the validation metrics.
+        val_threshold: Threshold on the [-1, 1] prediction for the validation metrics (and the
+            default of ``darlkit evaluate`` / ``segment`` unless the checkpoint was calibrated).
+        eval_tta: Test-time augmentation that ``darlkit evaluate`` / ``segment`` use by default
+            with this run's checkpoints (``"none"`` or ``"flip"``, see
+            ``darlkit.model.segment_image``); validation during training never uses it.
+        calibrate_threshold: After training, choose the threshold with the best mean Dice on the
+            validation split (with ``eval_tta``) and store it in ``best.pt`` as the checkpoint's
+            default (``darlkit.training.calibrate_checkpoint``); needs a ``val/`` split with labels.
         num_workers: DataLoader workers (0: load in the main process).
         max_val_images: Validate on at most this many test images (``None``: all).
         figure_rows: Rows of the validation figure (angiogram | prediction | truth | synthetic).
@@ -135,6 +142,8 @@ class TrainConfig:
     log_every: int = 50
     skip_nonfinite: int = 0
     val_threshold: float = 0.0
+    eval_tta: str = "none"
+    calibrate_threshold: bool = False
     num_workers: int = 0
     max_val_images: int | None = None
     figure_rows: int = 4
@@ -202,6 +211,10 @@ class TrainConfig:
         pos_float("lr_min_ratio", allow_zero=True)
         if self.lr_min_ratio > 1.0:
             raise ValueError(f"TrainConfig.lr_min_ratio must be in [0, 1], got {self.lr_min_ratio}")
+        from darlkit.model.inference import TTA_MODES
+
+        if self.eval_tta not in TTA_MODES:
+            raise ValueError(f"TrainConfig.eval_tta must be one of {TTA_MODES}, got {self.eval_tta!r}")
         if self.amp not in AMP_MODES:
             raise ValueError(f"TrainConfig.amp must be one of {AMP_MODES}, got {self.amp!r}")
         if self.grad_clip is not None:
@@ -297,6 +310,7 @@ class TrainConfig:
             values.update(
                 image_size=64, batch_size=4, lr=2e-4, lr_d=2e-4, alpha=1.0, t_b_max=300, pool_size=16,
                 polarity_weight=1.0, val_every=150, ckpt_every=150, log_every=10, epochs=1000,
+                eval_tta="flip", calibrate_threshold=True,
             )
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(overrides) - names)

@@ -21,7 +21,12 @@ __all__ = [
     "write_png",
     "add_gaussian_noise",
     "evaluate_model",
+    "INFERENCE_KEY",
+    "inference_defaults",
 ]
+
+INFERENCE_KEY = "inference"
+"""Checkpoint key of the calibrated inference settings (``calibrate_checkpoint``)."""
 
 
 def load_trained_model(
@@ -73,6 +78,39 @@ def load_trained_model(
     del state
     _return_free_heap()
     return model.to(device).eval(), config
+
+
+def inference_defaults(checkpoint: str | os.PathLike[str]) -> dict[str, Any]:
+    """The decision threshold and test-time augmentation a checkpoint is segmented with by default.
+
+    A training checkpoint calibrated after its run (``TrainConfig.calibrate_threshold``,
+    :func:`~darlkit.training.calibrate_checkpoint`) stores them under :data:`INFERENCE_KEY`;
+    otherwise they come from the run's configuration (``val_threshold``, ``eval_tta``); a model
+    folder, release or exported ``.onnx`` file gets the paper's rule (threshold 0, no augmentation).
+
+    Args:
+        checkpoint: ``best.pt`` / ``last.pt`` of a run, or a model folder / release prefix.
+
+    Returns:
+        ``{"threshold": float in [-1, 1], "tta": "none" | "flip", "source": str}`` where
+        ``source`` is ``"calibrated on <split>"``, ``"run config"`` or ``"paper rule"``.
+
+    Raises:
+        ValueError: If ``checkpoint`` is a file that is not a readable darlkit checkpoint.
+    """
+    path = Path(checkpoint)
+    if not path.is_file() or path.suffix.lower() == ".onnx":
+        return {"threshold": 0.0, "tta": "none", "source": "paper rule"}
+    state = load_checkpoint(path, map_location="cpu")
+    record = state.get(INFERENCE_KEY)
+    if isinstance(record, dict) and "threshold" in record:
+        return {"threshold": float(record["threshold"]), "tta": str(record.get("tta", "none")),
+                "source": f"calibrated on {record.get('split', 'val')}"}
+    try:
+        config = TrainConfig.from_dict(state["config"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"checkpoint {checkpoint} has an invalid config: {exc}") from None
+    return {"threshold": float(config.val_threshold), "tta": config.eval_tta, "source": "run config"}
 
 
 def _return_free_heap() -> None:

@@ -34,6 +34,7 @@ __all__ = [
     "train_on_folder",
     "evaluate_on_split",
     "choose_threshold",
+    "calibrate_checkpoint",
 ]
 
 VAL_FOLDERS: tuple[str, str] = ("val/images", "val/masks")
@@ -208,7 +209,7 @@ def evaluate_on_split(
     use_roi: bool = True,
     best_threshold: bool = False,
     channel: str = "luma",
-    tta: str = "none",
+    tta: str | None = None,
 ) -> dict[str, Any]:
     """Per-image metrics of a checkpoint on one split, mean and std over images (inside the
     split's ``roi/`` masks when it has them); ``darlkit evaluate`` and the recipes use it.
@@ -220,8 +221,9 @@ def evaluate_on_split(
         device: Device of the forward passes.
         use_ema: Use the EMA weights (``None``: the run's ``eval_ema`` setting).
         t: Diffusion step for the one-step segmentation.
-        threshold: Vessel where the [-1, 1] output is above this (``None``: the run's
-            ``val_threshold``).
+        threshold: Vessel where the [-1, 1] output is above this (``None``: the checkpoint's
+            default, :func:`~darlkit.training.inference_defaults`: its calibrated threshold, else
+            the run's ``val_threshold``, else 0).
         metrics: Metric names (default ``darlkit.metrics.DEFAULT_METRICS``).
         noise_sigmas: Also evaluate with Gaussian noise of these sigmas (0-255 scale).
         seed: Seed of the noise.
@@ -229,17 +231,20 @@ def evaluate_on_split(
         use_roi: Compute the metrics inside the split's ``roi/`` masks when present.
         best_threshold: Add ``"dice_at_best_threshold"`` to the clean metrics.
         channel: Colour reduction of colour images (``darlkit.data.read_image``).
-        tta: Test-time augmentation (``"none"`` or ``"flip"``; see ``darlkit.model.segment_image``).
+        tta: Test-time augmentation (``"none"`` or ``"flip"``; see ``darlkit.model.segment_image``;
+            ``None``: the checkpoint's default, as for ``threshold``).
 
     Returns:
-        ``{"checkpoint", "data", "split", "roi", "n_images", "tta", "clean": {metric: {"mean", "std",
-        "n"}}, "noise": {sigma: {metric: ...}}}``; ``"roi"`` is true when ROI masks were used.
+        ``{"checkpoint", "data", "split", "roi", "n_images", "threshold", "tta", "defaults",
+        "clean": {metric: {"mean", "std", "n"}}, "noise": {sigma: {metric: ...}}}``; ``"roi"``
+        is true when ROI masks were used; ``"defaults"`` says where the checkpoint's default
+        threshold and augmentation came from (``inference_defaults``'s ``source``).
 
     Raises:
         ValueError: If ``split`` is unknown or has no images, or ``t`` is not below the model's T.
     """
     from darlkit.data import XCADDataset
-    from darlkit.training.inference import evaluate_model, load_trained_model
+    from darlkit.training.inference import evaluate_model, inference_defaults, load_trained_model
 
     if split not in ("test", "val"):
         raise ValueError(f"split must be 'test' or 'val', got {split!r}")
@@ -250,7 +255,10 @@ def evaluate_on_split(
     if t >= model.num_timesteps:
         raise ValueError(f"--t must be < {model.num_timesteps}, got {t}")
     dataset = XCADDataset(root, split=split, channel=channel)
-    kw = dict(image_size=config.image_size, t=t, threshold=config.val_threshold if threshold is None else threshold,
+    defaults = inference_defaults(checkpoint)
+    threshold = defaults["threshold"] if threshold is None else float(threshold)
+    tta = defaults["tta"] if tta is None else tta
+    kw = dict(image_size=config.image_size, t=t, threshold=threshold,
               seed=seed, device=device, max_images=max_images, use_roi=use_roi, metrics=metrics, tta=tta)
     result: dict[str, Any] = {
         "checkpoint": str(checkpoint),
@@ -258,7 +266,9 @@ def evaluate_on_split(
         "split": split,
         "roi": use_roi and "roi" in dataset.files,
         "n_images": len(dataset) if max_images is None else min(len(dataset), max_images),
+        "threshold": threshold,
         "tta": tta,
+        "defaults": defaults["source"],
         "clean": evaluate_model(model, dataset, best_threshold=best_threshold, **kw),
         "noise": {},
     }
@@ -273,6 +283,7 @@ def choose_threshold(
     split: str = "val",
     *,
     device: str | torch.device = "cpu",
+    tta: str | None = None,
 ) -> dict[str, float]:
     """The segmentation threshold with the best mean Dice on ``split`` (the validation images).
 
@@ -283,16 +294,71 @@ def choose_threshold(
         root: XCAD-layout dataset root.
         split: ``"val"`` (or ``"test"``, only to compare protocols).
         device: Device of the forward passes.
+        tta: Test-time augmentation of the forward passes (``None``: the checkpoint's default).
 
     Returns:
         ``{"threshold", "dice"}``: the threshold on the [-1, 1] output (grid of step 0.01,
         ``darlkit.metrics.DEFAULT_SWEEP_THRESHOLDS``; the lowest one on ties) and the mean Dice
-        it gives on ``split``; ``"default_dice"`` is the Dice at the run's ``val_threshold``.
+        it gives on ``split``; ``"default_dice"`` is the Dice at the checkpoint's default
+        threshold (:func:`~darlkit.training.inference_defaults`).
     """
-    result = evaluate_on_split(checkpoint, root, split, device=device, best_threshold=True, metrics=("dice",))
+    result = evaluate_on_split(checkpoint, root, split, device=device, best_threshold=True, metrics=("dice",), tta=tta)
     best = result["clean"]["dice_at_best_threshold"]
     return {"threshold": float(best["threshold"]), "dice": float(best["mean"]),
             "default_dice": float(result["clean"]["dice"]["mean"])}
+
+
+def calibrate_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    root: str | os.PathLike[str],
+    split: str = "val",
+    *,
+    device: str | torch.device = "cpu",
+    tta: str | None = None,
+) -> dict[str, Any]:
+    """Choose a checkpoint's decision threshold on the validation split and store it in the checkpoint.
+
+    The threshold with the best mean Dice on ``root/<split>`` (:func:`choose_threshold`, with
+    the run's ``eval_tta`` unless ``tta`` is given) is written with the augmentation into the
+    checkpoint under :data:`~darlkit.training.inference.INFERENCE_KEY`; ``darlkit evaluate`` and
+    ``darlkit segment`` then use both by default (:func:`~darlkit.training.inference_defaults`).
+    The file is rewritten atomically (:func:`~darlkit.training.save_checkpoint`), so a crash
+    keeps the uncalibrated checkpoint. The paper's rule is threshold 0; this is the recipe of
+    the ``small`` preset (``TrainConfig.calibrate_threshold``), which uses the two labelled
+    validation images and never the test labels.
+
+    Args:
+        checkpoint: A training checkpoint (``best.pt``).
+        root: XCAD-layout dataset root with ``<split>/images`` and ``<split>/masks``.
+        split: The labelled split to calibrate on (``"val"``).
+        device: Device of the forward passes.
+        tta: ``"none"`` or ``"flip"`` (``None``: the run's ``eval_tta``).
+
+    Returns:
+        The stored record ``{"threshold", "tta", "split", "n_images", "dice", "default_dice"}``
+        (``dice``: mean Dice on ``split`` at the chosen threshold; ``default_dice``: at the run's
+        ``val_threshold`` with the same augmentation).
+
+    Raises:
+        ValueError: If ``checkpoint`` is not a training checkpoint file or ``split`` has no images.
+    """
+    from darlkit.training.checkpoint import load_checkpoint, save_checkpoint
+    from darlkit.training.config import TrainConfig
+    from darlkit.training.inference import INFERENCE_KEY
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise ValueError(f"calibrate_checkpoint needs a training checkpoint file, got {checkpoint}")
+    state = load_checkpoint(path, map_location="cpu")
+    config = TrainConfig.from_dict(state["config"])
+    tta = config.eval_tta if tta is None else tta
+    result = evaluate_on_split(path, root, split, device=device, threshold=config.val_threshold, best_threshold=True,
+                               metrics=("dice",), tta=tta)
+    best = result["clean"]["dice_at_best_threshold"]
+    record = {"threshold": float(best["threshold"]), "tta": tta, "split": split, "n_images": int(result["n_images"]),
+              "dice": float(best["mean"]), "default_dice": float(result["clean"]["dice"]["mean"])}
+    save_checkpoint({**state, INFERENCE_KEY: record}, path)
+    return record
 
 
 def _with_decay_horizon(config: Any, steps: int | None, n_items: int) -> Any:
@@ -342,8 +408,10 @@ def train_on_folder(
 
     Returns:
         The dict of ``DARLTrainer.fit`` plus ``"config"``, ``"trainer"``, ``"selection_split"``
-        (``"val"``, ``"test"`` or ``"none"``) and ``"test"`` (the :func:`evaluate_on_split` dict,
-        or ``None`` when not evaluated).
+        (``"val"``, ``"test"`` or ``"none"``), ``"calibration"`` (the record of
+        :func:`calibrate_checkpoint` when ``config.calibrate_threshold`` and a ``val/`` split
+        chose ``best.pt``, else ``None``) and ``"test"`` (the :func:`evaluate_on_split` dict
+        with the checkpoint's defaults, or ``None`` when not evaluated).
     """
     from darlkit.data import XCADDataset
     from darlkit.training.networks import build_networks
@@ -364,8 +432,13 @@ def train_on_folder(
         log(message)
     result = trainer.fit(train_set, steps=steps, val_data=val_set, resume=resume, time_limit=time_limit,
                          check_files=check_files)
-    result.update(config=config, trainer=trainer, selection_split=split, test=None)
+    result.update(config=config, trainer=trainer, selection_split=split, test=None, calibration=None)
     chosen = result["best_checkpoint"] or result["last_checkpoint"]
+    if config.calibrate_threshold and trainer.is_main and split == "val" and result["best_checkpoint"]:
+        result["calibration"] = record = calibrate_checkpoint(result["best_checkpoint"], root, "val",
+                                                              device=trainer.device)
+        log(f"best.pt calibrated on the validation split: threshold {record['threshold']:g}, tta {record['tta']} "
+            f"(validation Dice {record['dice']:.3f}; {record['default_dice']:.3f} at {config.val_threshold:g})")
     if evaluate_test and trainer.is_main and split == "val" and chosen and _has_images(root / "test" / "images"):
         result["test"] = evaluate_on_split(chosen, root, "test", device=trainer.device)
     return result

@@ -42,6 +42,8 @@ CHANGEABLE_ON_RESUME: tuple[str, ...] = (
     "log_every",
     "skip_nonfinite",
     "val_threshold",
+    "eval_tta",
+    "calibrate_threshold",
     "num_workers",
     "max_val_images",
     "figure_rows",
