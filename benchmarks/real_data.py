@@ -200,7 +200,8 @@ def to_markdown(r: dict) -> str:
     ]
     if r.get("darl") and r["darl"].get("paper_rule"):  # this script since the calibrated defaults
         d = r["darl"]
-        lines.append(f"| DARL (small, {r['budget_min']:g} min, step {d['train']['step']}; `darlkit evaluate` defaults: "
+        opts = f" `{r['train_options']}`" if r.get("train_options") else ""
+        lines.append(f"| DARL (small{opts}, {r['budget_min']:g} min, step {d['train']['step']}; `darlkit evaluate` defaults: "
                      f"threshold {d['threshold']:g} {d['defaults']}, tta {d['tta']}) | {_cells(d['test'])} |")
         lines.append(f"| DARL, paper rule (threshold 0, no TTA) | {_cells(d['paper_rule']['test'])} |")
     elif r.get("darl"):  # earlier files: threshold 0 by default, TTA and validation thresholds as extra rows
@@ -230,23 +231,29 @@ def combine(files: list[Path]) -> str:
     """One table (a row per run and method) from several results JSON files of this script."""
     lines = ["# DARL vs Frangi on CHASE_DB1: combined runs", "",
              f"| Run | Method | {' | '.join(NAMES[m] for m in SHOWN)} |", "| --- | --- |" + " --- |" * len(SHOWN)]
-    dice: dict[float, list[float]] = {}
-    tta_dice: dict[float, list[float]] = {}
+    dice: dict[tuple[str, float], list[float]] = {}
+
+    def row(run: str, label: str, budget: float, metrics: dict) -> None:
+        lines.append(f"| {run} | DARL small {budget:g} min{label} | {_cells(metrics)} |")
+        dice.setdefault((label, budget), []).append(metrics["dice"]["mean"])
+
     for f in files:
         r = json.loads(f.read_text())
         run = f"seed {r['seed']}, {r['date'][:16]}, `{f.name}`"
-        if r.get("darl"):
-            lines.append(f"| {run} | DARL small {r['budget_min']:g} min | {_cells(r['darl']['test'])} |")
-            dice.setdefault(r["budget_min"], []).append(r["darl"]["test"]["dice"]["mean"])
-            if r["darl"].get("tta_flip"):
-                lines.append(f"| {run} | DARL small {r['budget_min']:g} min + flip TTA | {_cells(r['darl']['tta_flip']['test'])} |")
-                tta_dice.setdefault(r["budget_min"], []).append(r["darl"]["tta_flip"]["test"]["dice"]["mean"])
+        d = r.get("darl")
+        opts = f" `{r['train_options']}`" if r.get("train_options") else ""
+        if d and d.get("paper_rule"):  # files since the calibrated defaults
+            row(run, f"{opts}, evaluate defaults (val-chosen threshold, tta {d['tta']})", r["budget_min"], d["test"])
+            row(run, f"{opts}, paper rule (threshold 0, no TTA)", r["budget_min"], d["paper_rule"]["test"])
+        elif d:
+            row(run, "", r["budget_min"], d["test"])
+            if d.get("tta_flip"):
+                row(run, " + flip TTA", r["budget_min"], d["tta_flip"]["test"])
         best = max(("otsu", "fraction"), key=lambda k: r["frangi"][k]["test"]["dice"]["mean"])
         lines.append(f"| {run} | best Frangi ({best}) | {_cells(r['frangi'][best]['test'])} |")
-    for label, table in (("", dice), (" + flip TTA", tta_dice)):
-        for budget, values in sorted(table.items()):
-            lines.append(f"\nDARL {budget:g} min{label} over {len(values)} seed(s): mean test Dice {np.mean(values):.3f}, "
-                         f"spread (max - min) {max(values) - min(values):.3f}")
+    for (label, budget), values in sorted(dice.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        lines.append(f"\nDARL {budget:g} min{label} over {len(values)} seed(s): mean test Dice {np.mean(values):.3f}, "
+                     f"spread (max - min) {max(values) - min(values):.3f}")
     return "\n".join(lines) + "\n"
 
 
@@ -279,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-min", type=float, default=30.0, help="training budget in minutes (default 30)")
     p.add_argument("--seed", type=int, default=0, help="training and prepare seed")
     p.add_argument("--steps", type=int, default=None, help="also stop training after this many steps (smoke runs)")
+    p.add_argument("--train-options", default="", metavar="'OPTS'",
+                   help="extra `darlkit train` options for an ablation, e.g. '--ema 0.995' (default: none, the preset's)")
     p.add_argument("--skip-train", action="store_true", help="run prepare and the Frangi baselines only")
     p.add_argument("--work", type=Path, default=None, help="folder for the prepared data and the run (default: a temp dir)")
     p.add_argument("--note", default=None, help="a remark stored in the results (e.g. 'smoke run, not a result')")
@@ -316,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     record: dict = {"prepare_s": round(time.perf_counter() - t0, 1)}
     if not args.skip_train:
         t0 = time.perf_counter()
-        extra = [] if args.steps is None else ["--steps", str(args.steps)]
+        extra = ([] if args.steps is None else ["--steps", str(args.steps)]) + shlex.split(args.train_options)
         train_out = _darlkit("train", "--data", str(out), "--preset", "small", "--budget-min", f"{args.budget_min:g}",
                              "--seed", str(args.seed), "--out", str(run), "--no-progress", *extra, log=commands)
         summary = json.loads(train_out.strip().splitlines()[-1])
@@ -327,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     record["frangi"] = frangi_baselines(out, stats["fraction"], args.data)
     record.update(_provenance(argv))
     record.update(seed=args.seed, budget_min=None if args.skip_train else args.budget_min, torch=torch.__version__,
+                  train_options=args.train_options,
                   val_stats=stats, commands=commands, note=args.note)
     date = _dt.datetime.fromisoformat(record["date"])
     tag = "frangi" if args.skip_train else f"{args.budget_min:g}min_seed{args.seed}"

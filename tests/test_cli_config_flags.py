@@ -38,3 +38,19 @@ def test_values_are_validated_by_the_config():
         build_configs(_parse("--ema", "1.5"))
     with pytest.raises(ValueError, match="image_size"):
         build_configs(_parse("--image-size", "100"))  # checked with the model: paper U-Net needs 32
+
+
+def test_calibration_and_tta_flags():
+    small = build_configs(_parse("--preset", "small"))[0]
+    assert (small.calibrate_threshold, small.eval_tta) == (True, "flip")
+    off = build_configs(_parse("--preset", "small", "--no-calibrate", "--eval-tta", "none"))[0]
+    assert (off.calibrate_threshold, off.eval_tta) == (False, "none")
+    on = build_configs(_parse("--preset", "tiny", "--calibrate", "--eval-tta", "flip"))[0]
+    assert (on.calibrate_threshold, on.eval_tta) == (True, "flip")
+    with pytest.raises(SystemExit):
+        _parse("--eval-tta", "rot")
+
+
+def test_lr_d_flag_sets_only_the_discriminators_rate():
+    cfg = build_configs(_parse("--preset", "small", "--lr", "3e-4", "--lr-d", "5e-5"))[0]
+    assert (cfg.lr, cfg.lr_d) == (3e-4, 5e-5)

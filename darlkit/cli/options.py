@@ -39,6 +39,8 @@ def _config_flags() -> tuple[tuple[str, dict[str, Any], dict[str, Any]], ...]:
          {"type": argtypes.positive_int, "help": "images per step and process"}),
         ("--lr", {"lr": _VALUE, "lr_d": _VALUE},
          {"type": argtypes.positive_float, "help": "learning rate of all optimisers"}),
+        ("--lr-d", {"lr_d": _VALUE},
+         {"type": argtypes.positive_float, "help": "learning rate of the discriminators (after --lr)"}),
         ("--image-size", {"image_size": _VALUE}, {"type": argtypes.positive_int, "help": "training crop side"}),
         ("--val-every", {"val_every": _VALUE},
          {"type": argtypes.non_negative_int, "help": "validate every N steps (0: at the end)"}),
@@ -58,6 +60,14 @@ def _config_flags() -> tuple[tuple[str, dict[str, Any], dict[str, Any]], ...]:
         ("--save-every", {"ckpt_every": _VALUE},
          {"type": argtypes.non_negative_int, "metavar": "N",
           "help": "write OUT/last.pt every N steps (0: only at the end; default: the preset's ckpt_every)"}),
+        ("--eval-tta", {"eval_tta": _VALUE},
+         {"choices": argtypes.TTA_CHOICES,
+          "help": "test-time augmentation that evaluate/segment use by default with this run's checkpoints"}),
+        ("--calibrate", {"calibrate_threshold": True},
+         {**flag_on, "help": "after training, store the threshold with the best validation Dice in best.pt "
+                             "as its default (the small preset does)"}),
+        ("--no-calibrate", {"calibrate_threshold": False},
+         {**flag_on, "help": "keep best.pt's threshold at the paper's 0 (no calibration)"}),
         ("--skip-nonfinite", {"skip_nonfinite": _VALUE},
          {"type": argtypes.non_negative_int, "metavar": "N",
           "help": "skip up to N consecutive steps whose loss is NaN/Inf (default 0: stop at the first, "
