@@ -308,7 +308,7 @@ class TrainConfig:
             )
         elif name == "small":
             values.update(
-                image_size=64, batch_size=4, lr=2e-4, lr_d=2e-4, alpha=1.0, t_b_max=300, pool_size=16,
+                image_size=64, batch_size=4, lr=2e-4, lr_d=5e-5, alpha=1.0, t_b_max=300, pool_size=16,
                 polarity_weight=1.0, val_every=150, ckpt_every=150, log_every=10, epochs=1000,
                 eval_tta="flip", calibrate_threshold=True,
             )
