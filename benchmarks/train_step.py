@@ -140,7 +140,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--save", action="store_true", help="write benchmarks/results/train_step_cpu_<date>.json/.md")
+    p.add_argument("--save", action="store_true", help="write benchmarks/results/train_step_cpu_<date><tag>.json/.md")
+    p.add_argument("--tag", default="", help="suffix of the saved file names (e.g. _avx512bf16)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -172,7 +173,7 @@ def main() -> None:
     def save(report: dict) -> None:
         out = Path(__file__).resolve().parent / "results"
         out.mkdir(exist_ok=True)
-        stem = f"train_step_cpu_{_dt.date.today().isoformat()}"
+        stem = f"train_step_cpu_{_dt.date.today().isoformat()}{args.tag}"
         (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
         (out / f"{stem}.md").write_text(_markdown(report) + "\n")
 

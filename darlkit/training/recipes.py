@@ -284,6 +284,7 @@ def choose_threshold(
     *,
     device: str | torch.device = "cpu",
     tta: str | None = None,
+    default_threshold: float | None = None,
 ) -> dict[str, float]:
     """The segmentation threshold with the best mean Dice on ``split`` (the validation images).
 
@@ -295,17 +296,20 @@ def choose_threshold(
         split: ``"val"`` (or ``"test"``, only to compare protocols).
         device: Device of the forward passes.
         tta: Test-time augmentation of the forward passes (``None``: the checkpoint's default).
+        default_threshold: The threshold ``"default_dice"`` is measured at (``None``: the
+            checkpoint's default, :func:`~darlkit.training.inference_defaults`).
 
     Returns:
         ``{"threshold", "dice"}``: the threshold on the [-1, 1] output (grid of step 0.01,
         ``darlkit.metrics.DEFAULT_SWEEP_THRESHOLDS``; the lowest one on ties) and the mean Dice
-        it gives on ``split``; ``"default_dice"`` is the Dice at the checkpoint's default
-        threshold (:func:`~darlkit.training.inference_defaults`).
+        it gives on ``split``; ``"default_dice"`` is the Dice at ``default_threshold``; and
+        ``"n_images"``, the number of images of ``split``.
     """
-    result = evaluate_on_split(checkpoint, root, split, device=device, best_threshold=True, metrics=("dice",), tta=tta)
+    result = evaluate_on_split(checkpoint, root, split, device=device, threshold=default_threshold,
+                               best_threshold=True, metrics=("dice",), tta=tta)
     best = result["clean"]["dice_at_best_threshold"]
     return {"threshold": float(best["threshold"]), "dice": float(best["mean"]),
-            "default_dice": float(result["clean"]["dice"]["mean"])}
+            "default_dice": float(result["clean"]["dice"]["mean"]), "n_images": int(result["n_images"])}
 
 
 def calibrate_checkpoint(
@@ -352,11 +356,9 @@ def calibrate_checkpoint(
     state = load_checkpoint(path, map_location="cpu")
     config = TrainConfig.from_dict(state["config"])
     tta = config.eval_tta if tta is None else tta
-    result = evaluate_on_split(path, root, split, device=device, threshold=config.val_threshold, best_threshold=True,
-                               metrics=("dice",), tta=tta)
-    best = result["clean"]["dice_at_best_threshold"]
-    record = {"threshold": float(best["threshold"]), "tta": tta, "split": split, "n_images": int(result["n_images"]),
-              "dice": float(best["mean"]), "default_dice": float(result["clean"]["dice"]["mean"])}
+    chosen = choose_threshold(path, root, split, device=device, tta=tta, default_threshold=config.val_threshold)
+    record = {"threshold": chosen["threshold"], "tta": tta, "split": split, "n_images": chosen["n_images"],
+              "dice": chosen["dice"], "default_dice": chosen["default_dice"]}
     save_checkpoint({**state, INFERENCE_KEY: record}, path)
     return record
 
