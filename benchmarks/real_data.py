@@ -227,24 +227,29 @@ def to_markdown(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def combine(files: list[Path]) -> str:
-    """One table (a row per run and method) from several results JSON files of this script."""
+def combine(files: list[Path], recipe: str | None = None) -> str:
+    """One table (a row per run and method) from several results JSON files of this script.
+
+    The seed statistics group runs by their ``--train-options``, or all under ``recipe`` when
+    given (runs of one configuration reached through different options or commits)."""
     lines = ["# DARL vs Frangi on CHASE_DB1: combined runs", "",
              f"| Run | Method | {' | '.join(NAMES[m] for m in SHOWN)} |", "| --- | --- |" + " --- |" * len(SHOWN)]
     dice: dict[tuple[str, float], list[float]] = {}
 
-    def row(run: str, label: str, budget: float, metrics: dict) -> None:
+    def row(run: str, label: str, budget: float, metrics: dict, group: str | None = None) -> None:
         lines.append(f"| {run} | DARL small {budget:g} min{label} | {_cells(metrics)} |")
-        dice.setdefault((label, budget), []).append(metrics["dice"]["mean"])
+        dice.setdefault((label if group is None else group, budget), []).append(metrics["dice"]["mean"])
 
     for f in files:
         r = json.loads(f.read_text())
         run = f"seed {r['seed']}, {r['date'][:16]}, `{f.name}`"
         d = r.get("darl")
         opts = f" `{r['train_options']}`" if r.get("train_options") else ""
+        head = f" ({recipe})" if recipe else opts
         if d and d.get("paper_rule"):  # files since the calibrated defaults
-            row(run, f"{opts}, evaluate defaults (val-chosen threshold, tta {d['tta']})", r["budget_min"], d["test"])
-            row(run, f"{opts}, paper rule (threshold 0, no TTA)", r["budget_min"], d["paper_rule"]["test"])
+            rules = (f", evaluate defaults (val-chosen threshold, tta {d['tta']})", ", paper rule (threshold 0, no TTA)")
+            row(run, opts + rules[0], r["budget_min"], d["test"], head + rules[0])
+            row(run, opts + rules[1], r["budget_min"], d["paper_rule"]["test"], head + rules[1])
         elif d:
             row(run, "", r["budget_min"], d["test"])
             if d.get("tta_flip"):
@@ -297,9 +302,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="also save image | prediction | truth of three test images with the trained best.pt")
     p.add_argument("--combine", type=Path, nargs="+", default=None, metavar="JSON",
                    help="only merge results files of earlier runs into one table (printed; --json F writes F.md)")
+    p.add_argument("--recipe", default=None, metavar="NAME",
+                   help="with --combine: count all the files as one configuration named NAME in the seed statistics")
     args = p.parse_args(argv)
     if args.combine:
-        text = combine(args.combine)
+        text = combine(args.combine, args.recipe)
+        prov = _provenance(argv)
+        text = text.replace("\n\n", f"\n\nCommand: `{prov['command']}` ({prov['date']}, commit {prov['commit']}); every "
+                            "row's command line, seed, date and machine are in its file.\n\n", 1)
         if args.json:
             args.json.with_suffix(".md").write_text(text)
         print(text)

@@ -166,3 +166,22 @@ def test_small_preset_is_tiny_sized_with_real_image_schedule():
     assert (small.polarity_weight, small.t_b_max, small.batch_size) == (tiny.polarity_weight, tiny.t_b_max, tiny.batch_size)
     assert (small.val_every, small.epochs) == (150, 1000)
     assert TrainConfig.preset("small", image_size=256).image_size == 256
+
+
+def test_combine_groups_calibrated_runs_by_options_or_recipe(tmp_path):
+    def metrics(d):
+        return {m: {"mean": d, "std": 0.01, "n": 8} for m in bench.SHOWN}
+
+    files = []
+    for seed, d, opts in ((0, 0.64, "--lr-d 5e-5"), (1, 0.67, ""), (2, 0.63, "")):
+        r = {"seed": seed, "date": "2026-12-02T14:00:00+00:00", "budget_min": 30.0, "train_options": opts,
+             "darl": {"test": metrics(d), "tta": "flip", "paper_rule": {"test": metrics(d - 0.02)}},
+             "frangi": {"otsu": {"test": metrics(0.3)}, "fraction": {"test": metrics(0.55)}}}
+        files.append(tmp_path / f"r{seed}.json")
+        files[-1].write_text(json.dumps(r))
+    by_options = bench.combine(files)
+    assert "over 2 seed(s): mean test Dice 0.650, spread (max - min) 0.040" in by_options  # the two without options
+    one = bench.combine(files, recipe="small")
+    assert "(small), evaluate defaults (val-chosen threshold, tta flip) over 3 seed(s): mean test Dice 0.647" in one
+    assert "(small), paper rule (threshold 0, no TTA) over 3 seed(s): mean test Dice 0.627" in one
+    assert "`--lr-d 5e-5`, evaluate defaults" in one  # the row still says how the run was made
