@@ -102,12 +102,14 @@ def inference_defaults(checkpoint: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file() or path.suffix.lower() == ".onnx":
         return {"threshold": 0.0, "tta": "none", "source": "paper rule"}
     state = load_checkpoint(path, map_location="cpu")
-    record = state.get(INFERENCE_KEY)
+    record, config_dict = state.get(INFERENCE_KEY), state.get("config")
+    del state  # the weights and optimiser moments: give their heap back before the model is loaded
+    _return_free_heap()
     if isinstance(record, dict) and "threshold" in record:
         return {"threshold": float(record["threshold"]), "tta": str(record.get("tta", "none")),
                 "source": f"calibrated on {record.get('split', 'val')}"}
     try:
-        config = TrainConfig.from_dict(state["config"])
+        config = TrainConfig.from_dict(config_dict)
     except (TypeError, ValueError, KeyError) as exc:
         raise ValueError(f"checkpoint {checkpoint} has an invalid config: {exc}") from None
     return {"threshold": float(config.val_threshold), "tta": config.eval_tta, "source": "run config"}
