@@ -181,6 +181,11 @@ def save_figure(checkpoint: Path, out: Path, path: Path, names: tuple[str, ...] 
     Image.fromarray(np.concatenate(rows, 0)).save(path, optimize=True)
 
 
+def _options_label(r: dict) -> str:
+    """`` `--train-options` `` of a results record for a row label ("" for the preset's own settings)."""
+    return f" `{r['train_options']}`" if r.get("train_options") else ""
+
+
 def _cells(metrics: dict) -> str:
     return " | ".join(f"{metrics[m]['mean']:.3f} ± {metrics[m]['std']:.3f}" for m in SHOWN)
 
@@ -200,7 +205,7 @@ def to_markdown(r: dict) -> str:
     ]
     if r.get("darl") and r["darl"].get("paper_rule"):  # this script since the calibrated defaults
         d = r["darl"]
-        opts = f" `{r['train_options']}`" if r.get("train_options") else ""
+        opts = _options_label(r)
         lines.append(f"| DARL (small{opts}, {r['budget_min']:g} min, step {d['train']['step']}; `darlkit evaluate` defaults: "
                      f"threshold {d['threshold']:g} {d['defaults']}, tta {d['tta']}) | {_cells(d['test'])} |")
         lines.append(f"| DARL, paper rule (threshold 0, no TTA) | {_cells(d['paper_rule']['test'])} |")
@@ -244,7 +249,7 @@ def combine(files: list[Path], recipe: str | None = None) -> str:
         r = json.loads(f.read_text())
         run = f"seed {r['seed']}, {r['date'][:16]}, `{f.name}`"
         d = r.get("darl")
-        opts = f" `{r['train_options']}`" if r.get("train_options") else ""
+        opts = _options_label(r)
         head = f" ({recipe})" if recipe else opts
         if d and d.get("paper_rule"):  # files since the calibrated defaults
             rules = (f", evaluate defaults (val-chosen threshold, tta {d['tta']})", ", paper rule (threshold 0, no TTA)")
