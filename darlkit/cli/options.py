@@ -68,6 +68,11 @@ def _config_flags() -> tuple[tuple[str, dict[str, Any], dict[str, Any]], ...]:
                              "as its default (the small preset does)"}),
         ("--no-calibrate", {"calibrate_threshold": False},
          {**flag_on, "help": "keep best.pt's threshold at the paper's 0 (no calibration)"}),
+        ("--collapse-restore", {"collapse_restore": True},
+         {**flag_on, "help": "when validation shows a collapsed segmentation, go back to best.pt and train on "
+                             "(the small preset does)"}),
+        ("--no-collapse-restore", {"collapse_restore": False},
+         {**flag_on, "help": "on a collapse only warn and train on"}),
         ("--skip-nonfinite", {"skip_nonfinite": _VALUE},
          {"type": argtypes.non_negative_int, "metavar": "N",
           "help": "skip up to N consecutive steps whose loss is NaN/Inf (default 0: stop at the first, "

@@ -112,6 +112,12 @@ class TrainConfig:
         collapse_min_dice: Validation Dice below this is "near zero".
         collapse_min_fraction: Smallest plausible mean predicted vessel fraction.
         collapse_max_fraction: Largest plausible mean predicted vessel fraction.
+        collapse_restore: When the monitor reports a collapse, go back to ``best.pt`` (networks,
+            optimisers, schedulers, EMA and pools; the step count, data order and random draws go
+            on, so the run does not repeat itself) instead of training on from the collapsed
+            state. Needs a run folder and a ``best.pt`` whose validation Dice is at least
+            ``collapse_min_dice``; otherwise only the warning is given. The validation record
+            says ``restored_from`` (the step of ``best.pt``).
     """
 
     preset_name: str = "paper"
@@ -153,6 +159,7 @@ class TrainConfig:
     collapse_min_dice: float = 0.05
     collapse_min_fraction: float = 0.005
     collapse_max_fraction: float = 0.5
+    collapse_restore: bool = False
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
@@ -226,6 +233,9 @@ class TrainConfig:
             raise ValueError("TrainConfig.eval_ema=True needs TrainConfig.ema_decay to be set")
         if self.max_val_images is not None:
             pos_int("max_val_images")
+        for name in ("collapse_restore", "calibrate_threshold"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"TrainConfig.{name} must be a bool, got {type(getattr(self, name)).__name__}")
 
     # ------------------------------------------------------------------ presets
     @classmethod
@@ -314,7 +324,7 @@ class TrainConfig:
             values.update(
                 image_size=64, batch_size=4, lr=2e-4, lr_d=5e-5, alpha=1.0, t_b_max=300, pool_size=16,
                 polarity_weight=1.0, val_every=150, ckpt_every=150, log_every=10, epochs=1000,
-                eval_tta="flip", calibrate_threshold=True,
+                eval_tta="flip", calibrate_threshold=True, collapse_patience=2, collapse_restore=True,
             )
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(overrides) - names)

@@ -50,6 +50,8 @@ CHANGEABLE_ON_RESUME: tuple[str, ...] = (
     "channels_last",
     "compile",
     "eval_ema",
+    "collapse_patience",
+    "collapse_restore",
 )
 """``TrainConfig`` fields that may differ from the checkpoint's when resuming (the others may not;
 ``preset_name`` is informational and keeps the checkpoint's value)."""

@@ -244,7 +244,11 @@ class DARLTrainer:
         result = self.validate(val_data)
         record, improved = self.validation.add(self.step, result["metrics"], time.perf_counter() - start)
         if self.monitor is not None:
-            self.monitor.check(record, warn=self.is_main)  # adds record["collapse_warning"]
+            status = self.monitor.check(record, warn=self.is_main)  # adds record["collapse_warning"]
+            if status.collapsed and self.config.collapse_restore:
+                restored = self._restore_best()
+                if restored is not None:
+                    record["restored_from"] = restored
         self.log.validation(record)
         if improved:
             self.checkpoints.save("best")
@@ -252,6 +256,29 @@ class DARLTrainer:
             save_figure(result["examples"], self.update.last_synth, self.files.figure)
         self._emit("on_validation_end", record, improved)
         return record
+
+    def _restore_best(self) -> int | None:
+        """Load ``best.pt``'s networks, optimisers, schedulers, EMA and pools (``collapse_restore``).
+
+        The step count, the validation bests, the data order and the random draws are kept, so the
+        run goes on from the best weights with draws it has not seen there.
+
+        Returns:
+            The step of ``best.pt``, or ``None`` when there is no usable ``best.pt`` (no run
+            folder, none written yet, or its validation Dice below ``collapse_min_dice``).
+        """
+        best = self.checkpoints.path("best")
+        if best is None or self.validation.best_dice < self.config.collapse_min_dice:
+            return None
+        if self.distributed:
+            torch.distributed.barrier()  # rank 0 may still be writing best.pt
+        if not best.exists():
+            return None
+        state = load_checkpoint(best, map_location=self.device)
+        self.update.load_state_dict(state)
+        if self.monitor is not None:
+            self.monitor.reset()
+        return int(state["step"])
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
