@@ -211,3 +211,75 @@ def test_inference_benchmark_bound_counts_the_segmenter_macs():
     assert bound["gmacs"] * 1e9 == pytest.approx(count_macs(OneStepSegmenter(model), x, convention="exact").total)
     assert sum(convs) <= bound["gmacs"] * 1e9 <= 1.1 * sum(convs)
     assert bound["conv_gmacs_per_s"] > 0
+
+
+# ---------------------------------------------------------------- metadata in the exported files
+@pytest.mark.parametrize("fmt", _formats())
+def test_export_metadata_round_trip_per_format(fmt, tmp_path):
+    from darlkit.model import read_export_metadata
+
+    model = _tiny()
+    path = tmp_path / {"onnx": "s.onnx", "torchscript": "s.pt", "exported-program": "s.pt2"}[fmt]
+    export_segmenter(model, path, format=fmt, verify=False, metadata={"threshold": 0.25, "tta": "flip"})
+    meta = read_export_metadata(path)  # format from the suffix
+    assert meta == {"size_multiple": str(model.size_multiple), "segment_min_side": str(model._segment_min_side),
+                    "threshold": "0.25", "tta": "flip"}
+    assert read_export_metadata(path, format=fmt) == meta
+
+
+def test_read_export_metadata_of_foreign_and_broken_files(tmp_path):
+    from darlkit.model import read_export_metadata
+
+    plain = tmp_path / "plain.pt"  # TorchScript written without darlkit's metadata
+    torch.jit.save(torch.jit.trace(OneStepSegmenter(_tiny()), (_batch(1, 64, 64),), check_trace=False), str(plain))
+    assert read_export_metadata(plain) == {}
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="does not load as a torchscript file"):
+        read_export_metadata(junk)
+    with pytest.raises(FileNotFoundError):
+        read_export_metadata(tmp_path / "missing.pt2")
+
+
+def _calibrated(checkpoint, tmp_path, threshold=-0.3, tta="flip"):
+    from darlkit.training import INFERENCE_KEY, load_checkpoint, save_checkpoint
+
+    state = load_checkpoint(checkpoint)
+    state[INFERENCE_KEY] = {"threshold": threshold, "tta": tta, "split": "val", "n_images": 2}
+    return save_checkpoint(state, tmp_path / "best.pt")
+
+
+@pytest.mark.parametrize("fmt", _formats())
+def test_cli_export_carries_the_calibrated_defaults(fmt, checkpoint, tmp_path, capsys):
+    from darlkit.model import read_export_metadata
+    from darlkit.training import inference_defaults
+
+    ckpt = _calibrated(checkpoint, tmp_path)
+    out = tmp_path / {"onnx": "s.onnx", "torchscript": "s.pt", "exported-program": "s.pt2"}[fmt]
+    assert main(["export", str(ckpt), "--format", fmt, "--out", str(out), "--no-verify"]) == 0
+    assert "threshold -0.3, tta flip (calibrated on val) in its metadata" in capsys.readouterr().out
+    meta = read_export_metadata(out)
+    assert (float(meta["threshold"]), meta["tta"], meta["inference_source"]) == (-0.3, "flip", "calibrated on val")
+    assert meta["image_size"] == str(load_trained_model(ckpt)[1].image_size)
+    if fmt == "onnx":  # darlkit segment --checkpoint FILE.onnx segments with them
+        assert inference_defaults(out) == {"threshold": -0.3, "tta": "flip",
+                                           "source": "calibrated on val (export metadata)"}
+
+
+@pytest.mark.parametrize("meta, ok", [({}, True), ({"threshold": "0.5", "tta": "none"}, True),
+                                      ({"threshold": "2"}, False), ({"threshold": "x"}, False),
+                                      ({"threshold": "0", "tta": "rot90"}, False)])
+def test_inference_defaults_of_an_onnx_file_check_its_metadata(meta, ok, tmp_path):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from darlkit.training import inference_defaults
+
+    path = tmp_path / "s.onnx"
+    export_segmenter(_tiny(), path, format="onnx", verify=False, metadata=meta)
+    if not ok:
+        with pytest.raises(ValueError, match="invalid inference metadata"):
+            inference_defaults(path)
+        return
+    want = ({"threshold": 0.0, "tta": "none", "source": "paper rule"} if not meta else
+            {"threshold": 0.5, "tta": "none", "source": "checkpoint (export metadata)"})
+    assert inference_defaults(path) == want

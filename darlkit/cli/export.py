@@ -45,9 +45,17 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--out: {out} exists (pass --overwrite to replace it)")
     if not out.parent.is_dir():
         raise CLIError(f"--out: folder {out.parent} does not exist")
+    from darlkit.training import inference_defaults
+
+    try:
+        defaults = inference_defaults(args.checkpoint)
+    except ValueError as exc:
+        raise CLIError(f"checkpoint: {exc}") from None
     model, config = load_trained_model(args.checkpoint, use_ema=True if args.ema else None)
-    # The training crop, from which `darlkit segment --runtime onnx` sets its default tile.
-    meta = {"image_size": str(config.image_size)} if args.format == "onnx" else None
+    # The training crop (from which `darlkit segment --runtime onnx` sets its default tile) and the
+    # checkpoint's decision threshold and test-time augmentation, so the file segments as it does.
+    meta = {"image_size": str(config.image_size), "threshold": repr(float(defaults["threshold"])),
+            "tta": defaults["tta"], "inference_source": defaults["source"]}
     try:
         report = export_segmenter(model, out, format=args.format, size=tuple(args.size) if args.size else None,
                                   verify=not args.no_verify, metadata=meta)
@@ -58,5 +66,6 @@ def run(args: argparse.Namespace) -> int:
     diff = report["max_abs_diff"]
     check = ("not verified" if diff is None else f"max |exported - eager| = {diff:.2e} (allowed {report['allowed']:.2e}; "
              f"eager float32 vs float64: {report['eager_fp32_error']:.2e})")
-    print(f"darlkit export: wrote {out} ({args.format}); {check}")
+    print(f"darlkit export: wrote {out} ({args.format}); {check}; threshold {defaults['threshold']:g}, "
+          f"tta {defaults['tta']} ({defaults['source']}) in its metadata")
     return 0

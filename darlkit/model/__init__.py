@@ -25,6 +25,7 @@ from darlkit.model.export import (
     export_segmenter,
     load_exported,
     materialize_spectral_norm,
+    read_export_metadata,
     verify_export,
 )
 from darlkit.model.loading import load_model, model_from_checkpoint, read_torch_file
@@ -73,6 +74,7 @@ __all__ = [
     "OnnxSegmenter",
     "export_segmenter",
     "load_exported",
+    "read_export_metadata",
     "verify_export",
     "materialize_spectral_norm",
     "EXPORT_FORMATS",

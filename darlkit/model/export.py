@@ -11,6 +11,7 @@ same ``segment`` interface as :class:`~darlkit.model.DARL`.
 from __future__ import annotations
 
 import copy
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,12 @@ __all__ = [
     "export_segmenter",
     "load_exported",
     "materialize_spectral_norm",
+    "read_export_metadata",
     "verify_export",
 ]
+
+METADATA_FILE = "darlkit_metadata.json"
+"""Name of the JSON extra file holding the metadata of TorchScript and exported-program files."""
 
 EXPORT_FORMATS: tuple[str, ...] = ("onnx", "torchscript", "exported-program")
 """Formats accepted by :func:`export_segmenter` (``darlkit export --format``)."""
@@ -162,9 +167,12 @@ def export_segmenter(
             an input of another size and batch; raise when the difference exceeds the allowed
             one (:func:`verify_export`).
         opset: ONNX opset version (ONNX only).
-        metadata: Extra ONNX metadata entries (ONNX only; e.g. ``{"image_size": "256"}``, the
-            training crop ``darlkit segment --runtime onnx`` sets its default tile from).
-            ``size_multiple`` and ``segment_min_side`` are always written.
+        metadata: Extra metadata entries, strings (e.g. ``{"image_size": "256"}``, the training
+            crop ``darlkit segment --runtime onnx`` sets its default tile from, or the
+            checkpoint's calibrated ``threshold`` and ``tta``, which ``darlkit export`` writes).
+            ``size_multiple`` and ``segment_min_side`` are always written. ONNX: the model's
+            ``metadata_props``; TorchScript and exported programs: the extra file
+            :data:`METADATA_FILE`. Read back with :func:`read_export_metadata`.
 
     Returns:
         A report: ``{"format", "path", "max_abs_diff", "eager_fp32_error", "allowed"}`` (see
@@ -178,6 +186,10 @@ def export_segmenter(
     segmenter = OneStepSegmenter(model).cpu()
     x = _example(segmenter, size)
     path = Path(path)
+    meta = {"size_multiple": str(segmenter.size_multiple),
+            "segment_min_side": str(int(getattr(model, "_segment_min_side", 1))),
+            **{str(k): str(v) for k, v in (metadata or {}).items()}}
+    extra = {METADATA_FILE: json.dumps(meta, sort_keys=True)}
     if fmt == "onnx":
         try:
             import onnx  # noqa: F401
@@ -189,21 +201,19 @@ def export_segmenter(
                               input_names=["image"], output_names=["logits"],
                               dynamic_axes={"image": axes, "logits": axes})
         proto = onnx.load(str(path))
-        meta = {"size_multiple": str(segmenter.size_multiple),
-                "segment_min_side": str(int(getattr(model, "_segment_min_side", 1))), **(metadata or {})}
         for key, value in meta.items():
             entry = proto.metadata_props.add()
-            entry.key, entry.value = str(key), str(value)
+            entry.key, entry.value = key, value
         onnx.save(proto, str(path))
     elif fmt == "torchscript":
         with torch.no_grad():
-            torch.jit.save(torch.jit.trace(segmenter, (x,), check_trace=False), str(path))
+            torch.jit.save(torch.jit.trace(segmenter, (x,), check_trace=False), str(path), _extra_files=extra)
     else:
         dim = torch.export.Dim
         m = segmenter.size_multiple
         shapes = ({0: dim("batch", max=4096), 2: m * dim("h_blocks", max=4096), 3: m * dim("w_blocks", max=4096)},)
         program = torch.export.export(segmenter, (x,), dynamic_shapes=shapes)
-        torch.export.save(program, str(path))
+        torch.export.save(program, str(path), extra_files=extra)
     report: dict[str, Any] = {"format": fmt, "path": str(path), "max_abs_diff": None,
                               "eager_fp32_error": None, "allowed": None}
     if verify:
@@ -242,6 +252,59 @@ def load_exported(path: str | os.PathLike[str], *, format: str) -> Any:
         raise
     except Exception as exc:  # noqa: BLE001 - every loader has its own error types
         raise ValueError(f"{path} does not load as a {fmt} file: {type(exc).__name__}: {exc}") from None
+
+
+def read_export_metadata(path: str | os.PathLike[str], *, format: str | None = None) -> dict[str, str]:
+    """The metadata :func:`export_segmenter` wrote into an exported file.
+
+    Args:
+        path: An exported file.
+        format: Its format (one of :data:`EXPORT_FORMATS`; ``None``: ``onnx`` for a ``.onnx``
+            suffix, ``exported-program`` for ``.pt2``, else ``torchscript``).
+
+    Returns:
+        ``{key: value}`` strings (``size_multiple``, ``segment_min_side`` and what the caller
+        added, e.g. ``image_size``, ``threshold``, ``tta``); ``{}`` for a file written without
+        them (another exporter, or darlkit before TorchScript / exported-program metadata).
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        ImportError: For ONNX without ``onnx`` or ``onnxruntime`` (``pip install 'darlkit[onnx]'``).
+        ValueError: If the file does not load as that format.
+    """
+    path = Path(path)
+    if format is None:
+        format = {".onnx": "onnx", ".pt2": "exported-program"}.get(path.suffix.lower(), "torchscript")
+    fmt = _check_format(format)
+    if not path.is_file():
+        raise FileNotFoundError(f"exported model not found: {path}")
+    try:
+        if fmt == "onnx":
+            try:
+                import onnx
+            except ImportError:
+                return dict(OnnxSegmenter(path).metadata)
+            proto = onnx.load(str(path), load_external_data=False)
+            return {p.key: p.value for p in proto.metadata_props}
+        extra = {METADATA_FILE: ""}
+        if fmt == "torchscript":
+            torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        else:
+            torch.export.load(str(path), extra_files=extra)
+    except (ImportError, FileNotFoundError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - every loader has its own error types
+        raise ValueError(f"{path} does not load as a {fmt} file: {type(exc).__name__}: {exc}") from None
+    text = extra[METADATA_FILE]
+    if not text:
+        return {}
+    try:
+        meta = json.loads(text)
+    except ValueError:
+        raise ValueError(f"{path}: its {METADATA_FILE} is not JSON") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: its {METADATA_FILE} is not a JSON object")
+    return {str(k): str(v) for k, v in meta.items()}
 
 
 def verify_export(

@@ -85,21 +85,29 @@ def inference_defaults(checkpoint: str | os.PathLike[str]) -> dict[str, Any]:
 
     A training checkpoint calibrated after its run (``TrainConfig.calibrate_threshold``,
     :func:`~darlkit.training.calibrate_checkpoint`) stores them under :data:`INFERENCE_KEY`;
-    otherwise they come from the run's configuration (``val_threshold``, ``eval_tta``); a model
-    folder, release or exported ``.onnx`` file gets the paper's rule (threshold 0, no augmentation).
+    otherwise they come from the run's configuration (``val_threshold``, ``eval_tta``). An
+    exported ``.onnx`` file carries the defaults of the checkpoint it was exported from when
+    ``darlkit export`` wrote them into its metadata (``threshold``, ``tta``,
+    ``inference_source``); a model folder, release, or ``.onnx`` file without them gets the
+    paper's rule (threshold 0, no augmentation).
 
     Args:
-        checkpoint: ``best.pt`` / ``last.pt`` of a run, or a model folder / release prefix.
+        checkpoint: ``best.pt`` / ``last.pt`` of a run, a model folder / release prefix, or an
+            exported ``.onnx`` file.
 
     Returns:
         ``{"threshold": float in [-1, 1], "tta": "none" | "flip", "source": str}`` where
-        ``source`` is ``"calibrated on <split>"``, ``"run config"`` or ``"paper rule"``.
+        ``source`` is ``"calibrated on <split>"``, ``"run config"``, ``"paper rule"``, or for an
+        ONNX file the checkpoint's source followed by ``" (export metadata)"``.
 
     Raises:
-        ValueError: If ``checkpoint`` is a file that is not a readable darlkit checkpoint.
+        ValueError: If ``checkpoint`` is a file that is not a readable darlkit checkpoint, or an
+            ONNX file whose ``threshold`` / ``tta`` metadata are invalid.
     """
     path = Path(checkpoint)
-    if not path.is_file() or path.suffix.lower() == ".onnx":
+    if path.is_file() and path.suffix.lower() == ".onnx":
+        return _export_defaults(path)
+    if not path.is_file():
         return {"threshold": 0.0, "tta": "none", "source": "paper rule"}
     state = load_checkpoint(path, map_location="cpu")
     record, config_dict = state.get(INFERENCE_KEY), state.get("config")
@@ -113,6 +121,29 @@ def inference_defaults(checkpoint: str | os.PathLike[str]) -> dict[str, Any]:
     except (TypeError, ValueError, KeyError) as exc:
         raise ValueError(f"checkpoint {checkpoint} has an invalid config: {exc}") from None
     return {"threshold": float(config.val_threshold), "tta": config.eval_tta, "source": "run config"}
+
+
+def _export_defaults(path: Path) -> dict[str, Any]:
+    """:func:`inference_defaults` of an exported ONNX file (its metadata, else the paper's rule)."""
+    from darlkit.model import read_export_metadata
+    from darlkit.model.inference import TTA_MODES
+
+    try:
+        meta = read_export_metadata(path, format="onnx")
+    except ImportError:  # neither onnx nor onnxruntime: the file cannot be run here either
+        meta = {}
+    if "threshold" not in meta:
+        return {"threshold": 0.0, "tta": "none", "source": "paper rule"}
+    try:
+        threshold = float(meta["threshold"])
+    except ValueError:
+        threshold = float("nan")
+    tta = meta.get("tta", "none")
+    if not -1.0 <= threshold <= 1.0 or tta not in TTA_MODES:
+        raise ValueError(f"{path}: invalid inference metadata threshold={meta['threshold']!r}, tta={tta!r} "
+                         f"(expected a threshold in [-1, 1] and tta one of {TTA_MODES})")
+    return {"threshold": threshold, "tta": tta,
+            "source": f"{meta.get('inference_source', 'checkpoint')} (export metadata)"}
 
 
 def _return_free_heap() -> None:
