@@ -6,16 +6,21 @@ Variants (paper networks unless ``--preset tiny``; every variant segments the sa
 - ``inference``: :class:`darlkit.model.export.OneStepSegmenter` (spectral norms folded once,
   no per-call Python checks) under ``torch.inference_mode``.
 - ``bf16``: ``inference`` under CPU bf16 autocast (native on CPUs with AVX512-BF16 / AMX).
+- ``channels_last``: ``inference`` with the networks and inputs in the channels-last memory format.
+- ``bf16_channels_last``: ``channels_last`` under bf16 autocast.
 - ``compiled``: ``inference`` through ``torch.compile`` with Inductor freezing (warm-up, i.e.
   compilation, reported separately, never hidden in the timing).
 - ``compiled_bf16``: ``compiled`` under bf16 autocast.
 - ``onnxruntime``: the ONNX export run by onnxruntime (``pip install 'darlkit[onnx]'``; export
   time reported as set-up).
-- ``segment_default``: the whole ``darlkit segment`` path (less file I/O): ``segment_image`` of
-  the whole images (default tiling, padding, polyphase split) with an
-  :class:`~darlkit.model.InferenceSegmenter` of the ONNX export where onnxruntime is installed
-  (``darlkit segment --runtime onnx``; export reported as set-up), else of the torch networks in
-  float32. (The name is historical: ONNX was briefly the CLI's default; the default is torch.)
+- ``segment_default``: the whole ``darlkit segment`` path at its defaults (less file I/O):
+  ``segment_image`` of the whole images (default tiling, padding, polyphase split) with the
+  :class:`~darlkit.model.InferenceSegmenter` that ``--runtime torch --precision auto`` builds:
+  channels-last on a CPU, bf16 where the CPU has native bf16 and the bf16 masks of the first
+  input agree with float32 (mask Dice >= 0.99, checked in the warm-up call as the CLI checks its
+  first image), else float32; the row records the precision chosen and that Dice.
+- ``segment_onnx``: the same whole-image path through the ONNX export (``darlkit segment
+  --runtime onnx``; export reported as set-up; needs onnxruntime).
 
 The hardware bound (``--bound``, on by default): the multiply-accumulates of one float32 call
 (``darlkit.flops.count_macs(..., convention="exact")``: convolutions and matrix products), and
@@ -63,7 +68,8 @@ from darlkit.polyphase import polyphase_merge, polyphase_split
 from darlkit.training import TrainConfig, build_networks
 
 VARIANTS: tuple[str, ...] = (
-    "eager", "inference", "bf16", "compiled", "compiled_bf16", "onnxruntime", "segment_default",
+    "eager", "inference", "channels_last", "bf16", "bf16_channels_last", "compiled", "compiled_bf16", "onnxruntime",
+    "segment_default", "segment_onnx",
 )
 
 
@@ -91,22 +97,53 @@ def build_variant(name: str, model: torch.nn.Module, workdir: Path) -> tuple[Cal
         path = workdir / "segmenter.onnx"
         export_segmenter(model, path, format="onnx", verify=False)
         fn = load_exported(path, format="onnx")
+    elif name == "segment_onnx":
+        path = workdir / "segment_onnx.onnx"
+        export_segmenter(model, path, format="onnx", verify=False)
+        fn = _whole_images(InferenceSegmenter(model, onnx=path), model)
     elif name == "segment_default":
-        try:  # darlkit segment's default: ONNX Runtime where installed, else torch
-            import onnxruntime  # noqa: F401
-
-            path = workdir / "segment_default.onnx"
-            export_segmenter(model, path, format="onnx", verify=False)
-            seg = InferenceSegmenter(model, onnx=path)
-        except ImportError:
-            seg = InferenceSegmenter(model, precision="fp32")
-        fn = _whole_images(seg, model)
+        fn = _segment_default(model)
     else:
         seg = OneStepSegmenter(model)
-        fn = _compiled(seg) if name.startswith("compiled") else seg
-        if name.endswith("bf16"):
+        if "channels_last" in name:
+            seg = seg.to(memory_format=torch.channels_last)
+            fn = _channels_last(seg)
+        else:
+            fn = _compiled(seg) if name.startswith("compiled") else seg
+        if "bf16" in name:
             fn = _bf16(fn)
     return fn, time.perf_counter() - t0
+
+
+def _channels_last(seg: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return seg(x.contiguous(memory_format=torch.channels_last))
+
+    return run
+
+
+def _segment_default(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``darlkit segment``'s default segmenter, its precision chosen on the first input it sees."""
+    from darlkit.model import BF16_MIN_DICE, bf16_agreement
+
+    fp32 = InferenceSegmenter(model, precision="fp32")
+    state: dict[str, Any] = {}
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        if "fn" not in state:
+            seg, precision = fp32, "fp32"
+            if native_bf16("cpu"):
+                bf16 = InferenceSegmenter(model, precision="bf16")
+                size = int(getattr(model.unet, "image_size", 256))
+                state["bf16_mask_dice"] = bf16_agreement(
+                    fp32, bf16, [polyphase_merge(x)], lambda seg, image: segment_image(seg, image, image_size=size))
+                if state["bf16_mask_dice"] >= BF16_MIN_DICE:
+                    seg, precision = bf16, "bf16"
+            state.update(fn=_whole_images(seg, model), precision=precision)
+        return state["fn"](x)
+
+    run.choice = state  # type: ignore[attr-defined]
+    return run
 
 
 def _whole_images(seg: InferenceSegmenter, model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -226,6 +263,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         cell = dict(cells[name])
                         out = cell.pop("out", None)
                         entry.update(cell, setup_s=fns[name][1])
+                        choice = getattr(fns[name][0], "choice", None)
+                        if choice:
+                            entry.update({k: v for k, v in choice.items() if k != "fn"})
                         if "error" not in cell and name != "eager" and "median_s" in base:
                             entry["speedup_vs_eager"] = base["median_s"] / cell["median_s"]
                             entry["max_abs_diff_vs_eager"] = float((out - base["out"]).abs().max())
@@ -279,7 +319,8 @@ def to_markdown(report: dict[str, Any]) -> str:
             continue
         sp = f"{e['speedup_vs_eager']:.2f}" if "speedup_vs_eager" in e else "1.00"
         dice = f"{e['mask_dice_vs_eager']:.4f}" if "mask_dice_vs_eager" in e else ""
-        lines.append(f"| {e['variant']} | {e['size']} | {e['batch']} | {e['median_s']:.3f} | {e['warmup_s']:.1f} | {sp} | {dice} |")
+        label = e["variant"] + (f" ({e['precision']})" if "precision" in e else "")
+        lines.append(f"| {label} | {e['size']} | {e['batch']} | {e['median_s']:.3f} | {e['warmup_s']:.1f} | {sp} | {dice} |")
     if report.get("hardware_bound"):
         lines += [
             "",

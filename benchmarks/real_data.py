@@ -158,12 +158,18 @@ def frangi_baselines(out: Path, fraction: float, data: Path, log=print) -> dict:
 
 @torch.no_grad()
 def save_figure(checkpoint: Path, out: Path, path: Path, names: tuple[str, ...] = TEST[:3], width: int = 300) -> None:
-    """A PNG with one row per test image: prepared image | prediction (vessel where > 0) | truth, ``width`` px each."""
+    """A PNG with one row per test image: prepared image | prediction | truth, ``width`` px each.
+
+    The prediction is what ``darlkit segment`` gives with the checkpoint's defaults (its
+    calibrated threshold and test-time augmentation, ``darlkit.training.inference_defaults``),
+    inside the field of view.
+    """
     from PIL import Image
 
     from darlkit.model import segment_image
-    from darlkit.training.inference import load_trained_model
+    from darlkit.training.inference import inference_defaults, load_trained_model
 
+    defaults = inference_defaults(checkpoint)
     model, config = load_trained_model(checkpoint)
     test = XCADDataset(out, split="test")
     rows = []
@@ -171,7 +177,8 @@ def save_figure(checkpoint: Path, out: Path, path: Path, names: tuple[str, ...] 
         item = test[i]
         if Path(item["name"]).stem not in names:
             continue
-        pred = segment_image(model, item["image"][None], image_size=config.image_size)[0, 0] > 0
+        logits = segment_image(model, item["image"][None], image_size=config.image_size, tta=defaults["tta"])
+        pred = logits[0, 0] > defaults["threshold"]
         roi = item["roi"][0] > 0
         tiles = [(item["image"][0] + 1) / 2, (pred & roi).float(), item["mask"][0]]
         h = round(width * tiles[0].shape[0] / tiles[0].shape[1])

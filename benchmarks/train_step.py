@@ -59,11 +59,11 @@ VARIANTS = {
 BASELINE = "eager"
 
 
-def build_step(name: str, preset: str, size: int):
+def build_step(name: str, preset: str, size: int, batch: int = 1):
     """A zero-argument callable running one training step of configuration ``name``."""
     options = dict(VARIANTS[name])
     backend = options.pop("backend", None)  # a network setting (ModelConfig); the rest are training settings
-    cfg = TrainConfig.preset(preset, image_size=size, batch_size=1, **options)
+    cfg = TrainConfig.preset(preset, image_size=size, batch_size=batch, **options)
     net = ModelConfig.preset(preset, None if backend is None else {"generator.backend": backend})
     model, d_s, d_a = build_networks(cfg, net)
     opt = None
@@ -73,9 +73,9 @@ def build_step(name: str, preset: str, size: int):
     trainer = DARLTrainer(model, d_s, d_a, cfg, progress=False, **(opt or {}))
     g = torch.Generator().manual_seed(0)
     batch = {
-        "angiogram": torch.rand(1, 1, size, size, generator=g) * 2 - 1,
-        "background": torch.rand(1, 1, size, size, generator=g) * 2 - 1,
-        "mask": torch.where(torch.rand(1, 1, size, size, generator=g) > 0.9, 1.0, -1.0),
+        "angiogram": torch.rand(batch, 1, size, size, generator=g) * 2 - 1,
+        "background": torch.rand(batch, 1, size, size, generator=g) * 2 - 1,
+        "mask": torch.where(torch.rand(batch, 1, size, size, generator=g) > 0.9, 1.0, -1.0),
     }
     return lambda: trainer.train_step(batch)
 
@@ -93,7 +93,7 @@ def _load() -> list[float] | None:
         return None
 
 
-def run(variants: list[str], preset: str, size: int, warmup: int, repeats: int, on_round=None) -> list[dict]:
+def run(variants: list[str], preset: str, size: int, warmup: int, repeats: int, on_round=None, batch: int = 1) -> list[dict]:
     """Build and warm up every configuration, then time ``repeats`` interleaved rounds.
 
     ``on_round(results)`` is called after every round with the results so far (medians of the
@@ -101,7 +101,7 @@ def run(variants: list[str], preset: str, size: int, warmup: int, repeats: int, 
     steps, results = {}, {}
     for v in variants:
         try:
-            fn = build_step(v, preset, size)
+            fn = build_step(v, preset, size, batch)
             results[v] = {"variant": v, "options": VARIANTS[v], "warmup_s": sum(_timed(fn) for _ in range(warmup)), "runs": []}
             steps[v] = fn
         except Exception as exc:  # noqa: BLE001 - report and go on with the other variants
@@ -131,7 +131,8 @@ def _summarise(results: dict[str, dict]) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--preset", choices=("paper", "tiny"), default="paper")
+    p.add_argument("--preset", choices=("paper", "tiny", "small"), default="paper")
+    p.add_argument("--batch", type=int, default=1, help="images per step (default 1; the small preset trains with 4)")
     p.add_argument("--size", type=int, default=None, help="training crop side (default: the preset's)")
     p.add_argument("--variants", nargs="+", default=["eager_loop_adam", "eager", "default", "channels_last", "bf16"],
                    choices=list(VARIANTS))
@@ -161,7 +162,7 @@ def main() -> None:
             "torch": torch.__version__,
             "preset": args.preset,
             "image_size": size,
-            "batch_size": 1,
+            "batch_size": args.batch,
             "seed": TrainConfig.preset(args.preset).seed,
             "warmup": args.warmup,
             "repeats": args.repeats,
@@ -178,7 +179,7 @@ def main() -> None:
         (out / f"{stem}.md").write_text(_markdown(report) + "\n")
 
     results = run(variants, args.preset, size, args.warmup, args.repeats,
-                  on_round=(lambda res: save(report_of(res))) if args.save else None)
+                  on_round=(lambda res: save(report_of(res))) if args.save else None, batch=args.batch)
     report = report_of(results)
     print(json.dumps(report, indent=2) if args.json else _markdown(report))
     if args.save:
@@ -190,7 +191,7 @@ def _markdown(report: dict) -> str:
         f"# DARL training iteration on CPU ({report['device']}, {report['cpu_threads']} threads, torch {report['torch']})",
         "",
         f"Command: `{report['command']}`; {report['preset']} networks, {report['image_size']}x{report['image_size']} "
-        f"batch 1, seed {report['seed']}. Median of {report['rounds_done']} (of {report['repeats']} asked) interleaved "
+        f"batch {report.get('batch_size', 1)}, seed {report['seed']}. Median of {report['rounds_done']} (of {report['repeats']} asked) interleaved "
         f"rounds after {report['warmup']} "
         f"warm-up step(s); {report['date']}. Load average (1, 5, 15 min) before / after: "
         f"{report['load_average_1_5_15min']['before']} / {report['load_average_1_5_15min']['after']} (shared machine).",

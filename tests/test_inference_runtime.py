@@ -22,6 +22,7 @@ from darlkit.model import (
     segment_image,
     segment_tiled,
 )
+from darlkit.polyphase import polyphase_split
 from darlkit.training import TrainConfig, build_networks, load_trained_model, read_png
 
 HAVE_ORT = all(__import__("importlib").util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
@@ -42,7 +43,7 @@ def _image(h: int = 96, w: int = 80, n: int = 1, seed: int = 0) -> torch.Tensor:
 def test_fp32_segmenter_equals_darl_exactly_tiled_and_untiled(tiny, tile):
     x = _image()
     want = segment_image(tiny, x, image_size=64, tile=tile)
-    got = segment_image(InferenceSegmenter(tiny), x, image_size=64, tile=tile)
+    got = segment_image(InferenceSegmenter(tiny, channels_last=False), x, image_size=64, tile=tile)
     assert got.shape == (1, 1, 96, 80) and got.dtype == torch.float32
     assert torch.equal(got, want)
     assert not got.is_inference()  # a normal tensor: callers may update it in place
@@ -51,11 +52,41 @@ def test_fp32_segmenter_equals_darl_exactly_tiled_and_untiled(tiny, tile):
 def test_fp32_segmenter_equals_darl_with_noise_at_t_above_0(tiny):
     x = _image(n=2)
     want = segment_tiled(tiny, x, tile=48, t=7, generator=torch.Generator().manual_seed(3))
-    got = segment_tiled(InferenceSegmenter(tiny), x, tile=48, t=7, generator=torch.Generator().manual_seed(3))
+    got = segment_tiled(InferenceSegmenter(tiny, channels_last=False), x, tile=48, t=7,
+                        generator=torch.Generator().manual_seed(3))
     assert torch.equal(got, want)
     whole = tiny.segment(x, 7, True, generator=torch.Generator().manual_seed(4))
-    fast = InferenceSegmenter(tiny).segment(x, 7, True, generator=torch.Generator().manual_seed(4))
+    fast = InferenceSegmenter(tiny, channels_last=False).segment(x, 7, True, generator=torch.Generator().manual_seed(4))
     assert torch.equal(fast, whole)
+    cl = InferenceSegmenter(tiny, channels_last=True).segment(x, 7, True, generator=torch.Generator().manual_seed(4))
+    assert (cl - whole).abs().max().item() <= 1e-4
+
+
+def _fp32_error(model, x):
+    """max |float32 - float64| of the one-step segmenter on ``x``: the rounding any reordering may show."""
+    import copy
+
+    from darlkit.model import OneStepSegmenter
+
+    seg = OneStepSegmenter(model)
+    with torch.no_grad():
+        return (seg(x).double() - copy.deepcopy(seg).double()(x.double())).abs().max().item()
+
+
+@pytest.mark.parametrize("preset", ["tiny", pytest.param("paper", marks=pytest.mark.slow)])
+def test_channels_last_is_the_cpu_default_and_equal_to_eager_within_float32_rounding(preset):
+    model, _, _ = build_networks(TrainConfig.preset(preset), seed=0)
+    model.eval()
+    m = model.size_multiple
+    x = _image(2 * m, 4 * m, n=2, seed=5)
+    seg = InferenceSegmenter(model)
+    assert seg.channels_last and not InferenceSegmenter(model, channels_last=False).channels_last
+    got = seg.segment(x, 0, True)
+    with torch.no_grad():
+        want = model.segment(x, 0, True)
+    assert got.is_contiguous() and got.shape == want.shape
+    # the same arithmetic summed in another order: within a few times float32's own rounding
+    assert (got - want).abs().max().item() <= max(1e-4, 4 * _fp32_error(model, polyphase_split(x)))
 
 
 def test_segmenter_does_not_change_the_model(tiny):
@@ -106,6 +137,8 @@ def test_the_api_boundary_checks_the_image_and_t_once(tiny):
         InferenceSegmenter(tiny, precision="fp16")
     with pytest.raises(ValueError, match="DARL model or an onnx file"):
         InferenceSegmenter()
+    with pytest.raises(ValueError, match="without compile or channels_last"):
+        InferenceSegmenter(onnx="x.onnx", channels_last=True)
 
 
 @needs_ort
@@ -117,7 +150,7 @@ def test_onnx_segmenter_masks_equal_torch_masks_tiled_and_untiled(tiny, tile, tm
     assert onnx.size_multiple == tiny.size_multiple and onnx._segment_min_side == tiny._segment_min_side
     assert onnx._onnx.metadata["image_size"] == "64"
     x = _image(n=2)
-    want = segment_image(InferenceSegmenter(tiny), x, image_size=64, tile=tile)
+    want = segment_image(InferenceSegmenter(tiny, channels_last=False), x, image_size=64, tile=tile)
     got = segment_image(onnx, x, image_size=64, tile=tile)
     assert (got - want).abs().max().item() <= EXPORT_TOLERANCE["onnx"]
     differ = (got > 0) != (want > 0)  # masks differ only at logits within the tolerance of 0

@@ -200,5 +200,6 @@ def prepare_segmenter(
     else:
         notes.append(f"precision: {precision} (--precision)")
     seg = InferenceSegmenter(model, precision=precision, compile=compile)
-    notes.insert(0, "runtime: torch" + (" (torch.compile, freezing)" if compile else ""))
+    notes.insert(0, "runtime: torch" + (", channels-last" if seg.channels_last else "")
+                 + (" (torch.compile, freezing)" if compile else ""))
     return PreparedSegmenter(seg, config.image_size, model.num_timesteps, notes)
