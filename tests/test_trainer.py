@@ -280,3 +280,28 @@ def test_load_trained_model_uses_ema_weights(tmp_path):
         assert torch.equal(v, p), k
     assert any(not torch.equal(a, b) for a, b in zip(ema_model.parameters(), raw_model.parameters()))
     assert not ema_model.training
+
+
+# ---------------------------------------------------------------- amp="auto"
+@pytest.mark.parametrize("native", [True, False])
+def test_amp_auto_is_bf16_where_native_else_none(native, monkeypatch):
+    import darlkit.model.runtime as runtime
+    from darlkit.training import TrainConfig, resolve_amp
+
+    monkeypatch.setattr(runtime, "native_bf16", lambda device="cpu": native)
+    want = "bf16" if native else "none"
+    assert resolve_amp("auto", "cpu") == want
+    assert [resolve_amp(m, "cpu") for m in ("none", "bf16")] == ["none", "bf16"]  # explicit modes stay
+    with pytest.raises(ValueError, match="amp must be one of"):
+        resolve_amp("fp8", "cpu")
+    cfg = micro_config(amp="auto")
+    trainer = DARLTrainer(*build_micro(cfg), cfg, progress=False)
+    assert trainer.amp == want and trainer.update.config.amp == want
+    assert trainer.config.amp == "auto" and trainer.state_dict()["config"]["amp"] == "auto"  # resumes anywhere
+    ctx = trainer.update.autocast()
+    assert isinstance(ctx, torch.autocast) == native
+    if native:
+        assert ctx.fast_dtype == torch.bfloat16
+    losses = trainer.train_step(next(iter(torch.utils.data.DataLoader(RandomTrainSet(4, 32), batch_size=2))))
+    assert all(v == v for v in losses.values())
+    assert TrainConfig.preset("small").amp == "auto"

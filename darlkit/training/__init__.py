@@ -17,7 +17,7 @@ from darlkit.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from darlkit.training.config import AMP_MODES, LEGACY_MODEL_FIELDS, PRESETS, TrainConfig
+from darlkit.training.config import AMP_MODES, LEGACY_MODEL_FIELDS, PRESETS, TrainConfig, resolve_amp
 from darlkit.training.inference import (
     INFERENCE_KEY,
     add_gaussian_noise,
@@ -61,6 +61,7 @@ __all__ = [
     "TrainConfig",
     "PRESETS",
     "AMP_MODES",
+    "resolve_amp",
     "LEGACY_MODEL_FIELDS",
     *_networks.__all__,
     "check_dataset_files",

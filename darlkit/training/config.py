@@ -11,13 +11,38 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TrainConfig", "PRESETS", "AMP_MODES", "LEGACY_MODEL_FIELDS"]
+import torch
 
-AMP_MODES: tuple[str, ...] = ("none", "bf16", "fp16")
+__all__ = ["TrainConfig", "PRESETS", "AMP_MODES", "LEGACY_MODEL_FIELDS", "resolve_amp"]
+
+AMP_MODES: tuple[str, ...] = ("none", "bf16", "fp16", "auto")
 """Accepted values of ``TrainConfig.amp``."""
 
 PRESETS: tuple[str, ...] = ("paper", "tiny", "small")
 """Names accepted by ``TrainConfig.preset`` (and ``ModelConfig.preset``)."""
+
+def resolve_amp(amp: str, device: torch.device | str) -> str:
+    """The mixed-precision mode ``TrainConfig.amp`` means on ``device``.
+
+    Args:
+        amp: One of :data:`AMP_MODES`.
+        device: The training device.
+
+    Returns:
+        ``amp`` itself, except ``"auto"``: ``"bf16"`` where ``device`` runs bf16 natively
+        (:func:`darlkit.model.native_bf16`), else ``"none"``.
+
+    Raises:
+        ValueError: If ``amp`` is not one of :data:`AMP_MODES`.
+    """
+    if amp not in AMP_MODES:
+        raise ValueError(f"amp must be one of {AMP_MODES}, got {amp!r}")
+    if amp != "auto":
+        return amp
+    from darlkit.model.runtime import native_bf16
+
+    return "bf16" if native_bf16(device) else "none"
+
 
 LEGACY_MODEL_FIELDS: dict[str, str] = {
     "unet_base_channels": "unet.base_channels",
@@ -67,8 +92,11 @@ class TrainConfig:
         t_b_max: ``t_b`` is drawn from ``{0, ..., t_b_max - 1}``; ``None`` (the paper): all T steps.
         seed: Seed of the network initialisation, the data order and every random draw.
         epochs: Default run length in epochs when ``fit`` gets no ``steps`` (150 in the paper).
-        amp: Mixed precision: ``"none"``, ``"bf16"`` (autocast) or ``"fp16"`` (autocast + grad
-            scaler; CUDA only).
+        amp: Mixed precision: ``"none"``, ``"bf16"`` (autocast), ``"fp16"`` (autocast + grad
+            scaler; CUDA only) or ``"auto"``: bf16 where the training device runs bf16 natively
+            (a CPU with AVX512-BF16 / AMX, a CUDA GPU with bf16; ``darlkit.model.native_bf16``),
+            else none (emulated bf16 is slower than float32). :func:`resolve_amp` gives the mode
+            a device gets (``DARLTrainer.amp``).
         channels_last: Use the channels-last memory format for networks and inputs.
         compile: ``torch.compile`` the U-Net, generator and discriminators.
         grad_clip: Clip the global gradient norm of each optimiser to this value (``None``: off).
@@ -324,7 +352,7 @@ class TrainConfig:
             values.update(
                 image_size=64, batch_size=4, lr=2e-4, lr_d=5e-5, alpha=1.0, t_b_max=300, pool_size=16,
                 polarity_weight=1.0, val_every=150, ckpt_every=150, log_every=10, epochs=1000,
-                eval_tta="flip", calibrate_threshold=True, collapse_patience=2, collapse_restore=True,
+                eval_tta="flip", calibrate_threshold=True, collapse_patience=2, collapse_restore=True, amp="auto",
             )
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(overrides) - names)

@@ -430,7 +430,9 @@ def train_on_folder(
         n_sel = 0 if val_set is None else len(val_set)
         log(f"darlkit train: preset {config.preset_name}, {len(train_set)} training items, "
             f"{n_sel} {_SPLIT_NAMES[split]} images for selection, {n_params / 1e6:.2f} M parameters, "
-            f"device {trainer.device}, world size {trainer.world_size}")
+            f"device {trainer.device}" + (f", amp {trainer.amp}" + (" (auto)" if config.amp == "auto" else "")
+                                          if trainer.amp != "none" or config.amp == "auto" else "")
+            + f", world size {trainer.world_size}")
         log(message)
     result = trainer.fit(train_set, steps=steps, val_data=val_set, resume=resume, time_limit=time_limit,
                          check_files=check_files)

@@ -29,7 +29,7 @@ from darlkit.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from darlkit.training.config import TrainConfig
+from darlkit.training.config import TrainConfig, resolve_amp
 from darlkit.training.distributed import broadcast_flag, default_device, process_group, unwrap
 from darlkit.training.figures import save_figure
 from darlkit.training.logs import RunLog
@@ -138,12 +138,14 @@ class DARLTrainer:
         self.device = torch.device(default_device(self.distributed) if device is None else device)
         if config.amp == "fp16" and self.device.type != "cuda":
             raise ValueError("amp='fp16' needs a CUDA device (use amp='bf16' on the CPU)")
+        self.amp = resolve_amp(config.amp, self.device)
+        """The mixed precision this trainer runs (``config.amp`` with ``"auto"`` resolved for its device)."""
         self.is_main = self.rank == 0
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.callbacks = ([ProgressBar()] if progress and self.is_main else []) + callbacks
 
         self.update = DARLStep(
-            model, disc_mask, disc_image, config, device=self.device, rank=self.rank,
+            model, disc_mask, disc_image, config.replace(amp=self.amp), device=self.device, rank=self.rank,
             world_size=self.world_size, distributed=self.distributed, optimizer_g=optimizer_g,
             optimizer_d=optimizer_d, scheduler_g=scheduler_g, scheduler_d=scheduler_d,
         )
@@ -232,7 +234,7 @@ class DARLTrainer:
         out = run_validation(
             self.eval_model,
             val_data,
-            segment=lambda model, image: segment_image(model, image, image_size=cfg.image_size, amp=cfg.amp),
+            segment=lambda model, image: segment_image(model, image, image_size=cfg.image_size, amp=self.amp),
             to_device=self.update.to_device,
             threshold=cfg.val_threshold,
             max_images=cfg.max_val_images if max_images is None else max_images,
