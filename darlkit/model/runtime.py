@@ -14,7 +14,8 @@ tile loop has no host synchronisation. Precision and runtime:
   float32 masks, which ``darlkit segment --precision auto`` requires to be >= :data:`BF16_MIN_DICE`.
 * ``channels_last`` (default on a CPU): the networks and their inputs in the channels-last memory
   format, which oneDNN's CPU convolutions run faster (paper networks, 512 x 512 on a 2-core
-  AVX512 CPU: 1.36x in float32, 2.0x in bf16; ``benchmarks/inference.py``); the same
+  AVX512 CPU: 1.19x the contiguous path in float32, 1.66x in bf16;
+  ``benchmarks/results/inference_cpu_2026-12-02_channels_last_avx512bf16.md``); the same
   arithmetic up to float32 rounding (the convolutions sum in another order).
 * ``compile=True``: ``torch.compile`` with Inductor freezing. The first call of every new input
   shape compiles (tens of seconds for the paper networks on a CPU); :attr:`InferenceSegmenter.warmup_s`
