@@ -49,8 +49,9 @@ def test_local_contrast_maps_z_scores_by_hand_and_refuses_bad_input():
     # a step edge, against the formula written out with the same blur (no field of view: weights 1)
     step = np.repeat((np.arange(61) >= 30).astype(np.float32)[None], 61, 0)
     y_step, _ = local_contrast(step, None, sigma=5.0)
-    m = gaussian_blur(step, 5.0)
-    s = np.sqrt(gaussian_blur((step - m) ** 2, 5.0))
+    n = gaussian_blur(np.ones_like(step), 5.0)  # the weights' blur: 1 up to the kernel's rounding
+    m = gaussian_blur(step, 5.0) / n
+    s = np.sqrt(gaussian_blur((step - m) ** 2, 5.0) / n)
     want = np.clip(0.5 + (step - m) / (s + 1e-3) / (2 * Z_MAX), 0, 1)
     np.testing.assert_allclose(y_step, want, atol=1e-5)
     assert y_step[30, 30] > 0.6 and y_step[30, 29] < 0.4  # bright side up, dark side down

@@ -109,9 +109,11 @@ def _onnx_segmenter(checkpoint: Path, model, config, use_ema, notes: list[str]):
     return InferenceSegmenter(model, onnx=path)
 
 
-def _choose_precision(checkpoint: Path, model, image_size: int, use_ema, device: str, check, notes: list[str]) -> str:
-    """``"bf16"`` when native and verified on the check set (cached), else ``"fp32"``."""
-    from darlkit.model import BF16_MIN_DICE, InferenceSegmenter, bf16_agreement, native_bf16
+def _choose_precision(checkpoint: Path, fp32, image_size: int, use_ema, device: str, check, notes: list[str]) -> str:
+    """``"bf16"`` when native and verified on the check set (cached), else ``"fp32"``.
+
+    ``fp32`` is the float32 ``InferenceSegmenter``; the bf16 one shares its networks."""
+    from darlkit.model import BF16_MIN_DICE, bf16_agreement, native_bf16
 
     if not native_bf16(device):
         notes.append(f"precision: fp32 (no native bf16 on {device})")
@@ -123,9 +125,7 @@ def _choose_precision(checkpoint: Path, model, image_size: int, use_ema, device:
         dice, where = float(entry["bf16_mask_dice"]), f"{entry['check']}, cached"
     except (OSError, ValueError, KeyError, TypeError):
         name, image, segment = check(image_size)
-        fp32 = InferenceSegmenter(model, precision="fp32")
-        bf16 = InferenceSegmenter(model, precision="bf16")
-        dice, where = bf16_agreement(fp32, bf16, [image], segment), str(name)
+        dice, where = bf16_agreement(fp32, fp32.with_precision("bf16"), [image], segment), str(name)
         _write_cache(path, lambda tmp: tmp.write_text(json.dumps({"bf16_mask_dice": dice, "check": where})))
     chosen = "bf16" if dice >= BF16_MIN_DICE else "fp32"
     notes.append(f"precision: {chosen} (bf16 vs fp32 mask Dice {dice:.4f} on {where}; bf16 needs >= {BF16_MIN_DICE})")
@@ -195,11 +195,14 @@ def prepare_segmenter(
     if runtime == "onnx":
         seg = _onnx_segmenter(checkpoint, model, config, use_ema, notes)
         return PreparedSegmenter(seg, config.image_size, model.num_timesteps, notes)
+    # one copy of the networks (spectral norms folded, channels-last on a CPU) for the check and the
+    # run; with --compile the run gets its own compiled copy (its warm-up is then the compilation)
+    seg = InferenceSegmenter(model, precision="fp32")
     if precision == "auto":
-        precision = _choose_precision(checkpoint, model, config.image_size, use_ema, device, check, notes)
+        precision = _choose_precision(checkpoint, seg, config.image_size, use_ema, device, check, notes)
     else:
         notes.append(f"precision: {precision} (--precision)")
-    seg = InferenceSegmenter(model, precision=precision, compile=compile)
+    seg = InferenceSegmenter(model, precision=precision, compile=True) if compile else seg.with_precision(precision)
     notes.insert(0, "runtime: torch" + (", channels-last" if seg.channels_last else "")
                  + (" (torch.compile, freezing)" if compile else ""))
     return PreparedSegmenter(seg, config.image_size, model.num_timesteps, notes)

@@ -27,6 +27,7 @@ tile loop has no host synchronisation. Precision and runtime:
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import time
 from pathlib import Path
@@ -154,6 +155,26 @@ class InferenceSegmenter:
         self._min_side = int(model._segment_min_side)
         self.num_timesteps = int(model.num_timesteps)
         self._core = self._compiled(self._seg) if compile else self._seg
+
+    def with_precision(self, precision: str) -> InferenceSegmenter:
+        """A segmenter sharing these networks (no copy of the weights) at another precision.
+
+        Args:
+            precision: ``"fp32"`` or ``"bf16"``.
+
+        Returns:
+            The new segmenter (torch runtime; compiled if this one is).
+
+        Raises:
+            ValueError: On an unknown precision or an ONNX segmenter.
+        """
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if self.runtime != "torch":
+            raise ValueError("an ONNX segmenter runs in float32 only")
+        other = copy.copy(self)
+        other.precision, other.warmup_s = precision, None
+        return other
 
     @staticmethod
     def _compiled(seg: nn.Module):

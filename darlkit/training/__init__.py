@@ -28,7 +28,7 @@ from darlkit.training.inference import (
     write_png,
 )
 from darlkit.training.figures import save_figure
-from darlkit.training.guard import RunGuard
+from darlkit.training.guard import RunGuard, restore_best
 from darlkit.training.logs import RunLog
 from darlkit.training.networks import *  # noqa: F403 - its __all__ is re-exported whole (below)
 from darlkit.training.nonfinite import NonFiniteLoss, NonFiniteLossError
@@ -67,6 +67,7 @@ __all__ = [
     "check_dataset_files",
     "check_training_datasets",
     "RunGuard",
+    "restore_best",
     "TrainingInterrupted",
     "stop_on_signals",
     "NonFiniteLoss",

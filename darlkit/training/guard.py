@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from darlkit.training.checkpoint import remove_stale_temp_files
+from darlkit.training.checkpoint import load_checkpoint, remove_stale_temp_files
 from darlkit.training.distributed import broadcast_flag
 from darlkit.training.nonfinite import NonFiniteLoss, NonFiniteLossError
 from darlkit.training.preflight import check_training_datasets
@@ -37,7 +37,7 @@ from darlkit.training.step import LOSS_TERMS
 if TYPE_CHECKING:  # pragma: no cover
     from darlkit.training.trainer import DARLTrainer
 
-__all__ = ["RunGuard"]
+__all__ = ["RunGuard", "restore_best"]
 
 
 class RunGuard:
@@ -165,3 +165,31 @@ class RunGuard:
         if bad.phase == "generator" and bad.detail is None and all(bool(torch.isfinite(p).all()) for p in weights):
             return f"; saved the state before it (step {t.step}) to {t.checkpoints.save('last')}"
         return ""
+
+
+def restore_best(trainer: DARLTrainer) -> int | None:
+    """Load ``best.pt``'s networks, optimisers, schedulers, EMA and pools into ``trainer``.
+
+    What ``TrainConfig.collapse_restore`` does after a detected collapse. The step count, the
+    validation bests, the data order and the random draws are kept, so the run goes on from the
+    best weights with draws it has not seen there; the collapse streak starts again.
+
+    Args:
+        trainer: The trainer.
+
+    Returns:
+        The step of ``best.pt``, or ``None`` when there is no usable ``best.pt`` (no run folder,
+        none written yet, or its validation Dice below ``collapse_min_dice``).
+    """
+    best = trainer.checkpoints.path("best")
+    if best is None or trainer.validation.best_dice < trainer.config.collapse_min_dice:
+        return None
+    if trainer.distributed:
+        torch.distributed.barrier()  # rank 0 may still be writing best.pt
+    if not best.exists():
+        return None
+    state = load_checkpoint(best, map_location=trainer.device)
+    trainer.update.load_state_dict(state)
+    if trainer.monitor is not None:
+        trainer.monitor.reset()
+    return int(state["step"])

@@ -33,7 +33,7 @@ from darlkit.training.config import TrainConfig, resolve_amp
 from darlkit.training.distributed import broadcast_flag, default_device, process_group, unwrap
 from darlkit.training.figures import save_figure
 from darlkit.training.logs import RunLog
-from darlkit.training.guard import RunGuard
+from darlkit.training.guard import RunGuard, restore_best
 from darlkit.training.monitor import CollapseMonitor
 from darlkit.training.optim import OptimizerSpec, SchedulerSpec
 from darlkit.training.networks import ModelConfig
@@ -138,8 +138,7 @@ class DARLTrainer:
         self.device = torch.device(default_device(self.distributed) if device is None else device)
         if config.amp == "fp16" and self.device.type != "cuda":
             raise ValueError("amp='fp16' needs a CUDA device (use amp='bf16' on the CPU)")
-        self.amp = resolve_amp(config.amp, self.device)
-        """The mixed precision this trainer runs (``config.amp`` with ``"auto"`` resolved for its device)."""
+        self.amp = resolve_amp(config.amp, self.device)  # "auto" resolved for this device
         self.is_main = self.rank == 0
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.callbacks = ([ProgressBar()] if progress and self.is_main else []) + callbacks
@@ -248,7 +247,7 @@ class DARLTrainer:
         if self.monitor is not None:
             status = self.monitor.check(record, warn=self.is_main)  # adds record["collapse_warning"]
             if status.collapsed and self.config.collapse_restore:
-                restored = self._restore_best()
+                restored = restore_best(self)
                 if restored is not None:
                     record["restored_from"] = restored
         self.log.validation(record)
@@ -258,29 +257,6 @@ class DARLTrainer:
             save_figure(result["examples"], self.update.last_synth, self.files.figure)
         self._emit("on_validation_end", record, improved)
         return record
-
-    def _restore_best(self) -> int | None:
-        """Load ``best.pt``'s networks, optimisers, schedulers, EMA and pools (``collapse_restore``).
-
-        The step count, the validation bests, the data order and the random draws are kept, so the
-        run goes on from the best weights with draws it has not seen there.
-
-        Returns:
-            The step of ``best.pt``, or ``None`` when there is no usable ``best.pt`` (no run
-            folder, none written yet, or its validation Dice below ``collapse_min_dice``).
-        """
-        best = self.checkpoints.path("best")
-        if best is None or self.validation.best_dice < self.config.collapse_min_dice:
-            return None
-        if self.distributed:
-            torch.distributed.barrier()  # rank 0 may still be writing best.pt
-        if not best.exists():
-            return None
-        state = load_checkpoint(best, map_location=self.device)
-        self.update.load_state_dict(state)
-        if self.monitor is not None:
-            self.monitor.reset()
-        return int(state["step"])
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
