@@ -322,7 +322,7 @@ class TrainConfig:
         still improving at the end; float32 elsewhere) and ``collapse_restore`` with
         ``collapse_patience=2`` goes back to ``best.pt`` after two collapsed validations (300
         steps) instead of training on from an empty segmentation. Results (seeds 0, 1, 2, 30
-        min, one thread each, two runs side by side): test Dice 0.668, 0.664 and 0.660 with bf16
+        min, one thread each, two runs side by side): test Dice 0.668, 0.664 and 0.658 with bf16
         against 0.659, 0.663 and 0.643 in float32;
         ``benchmarks/results/real_chase_2026-12-02_30min_3seeds_auto_avx512.md``.
 
