@@ -133,7 +133,7 @@ def _segment_default(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.T
         if "fn" not in state:
             seg, precision = fp32, "fp32"
             if native_bf16("cpu"):
-                bf16 = InferenceSegmenter(model, precision="bf16")
+                bf16 = fp32.with_precision("bf16")  # shares fp32's networks, as darlkit segment does
                 size = int(getattr(model.unet, "image_size", 256))
                 state["bf16_mask_dice"] = bf16_agreement(
                     fp32, bf16, [polyphase_merge(x)], lambda seg, image: segment_image(seg, image, image_size=size))

@@ -289,3 +289,13 @@ def test_cli_default_runtime_is_torch(run, tmp_path, capsys):
     image = str(_images(data, 1)[0])
     assert main(["segment", image, "--checkpoint", str(ckpt), "--out", str(tmp_path / "a")]) == 0
     assert "runtime: torch" in capsys.readouterr().out
+
+
+def test_with_precision_shares_the_networks_and_checks_its_argument(tiny):
+    fp32 = InferenceSegmenter(tiny)
+    bf16 = fp32.with_precision("bf16")
+    assert bf16.precision == "bf16" and fp32.precision == "fp32" and bf16._seg is fp32._seg
+    x = _image()
+    assert torch.equal(bf16.with_precision("fp32").segment(x), fp32.segment(x))
+    with pytest.raises(ValueError, match="precision must be one of"):
+        fp32.with_precision("fp16")
