@@ -290,3 +290,25 @@ def test_inference_defaults_of_an_onnx_file_check_its_metadata(meta, ok, tmp_pat
     want = ({"threshold": 0.0, "tta": "none", "source": "paper rule"} if not meta else
             {"threshold": 0.5, "tta": "none", "source": "checkpoint (export metadata)"})
     assert inference_defaults(path) == want
+
+
+def test_inference_profile_benchmark_smoke(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "inference_profile.py"
+    spec = importlib.util.spec_from_file_location("inference_profile_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    report = bench.main(["--preset", "tiny", "--size", "32", "--precision", "fp32", "--top", "4"])
+    ops = report["ops"]
+    assert len(ops) == 4 and all(o["calls"] >= 1 and o["self_s"] >= 0 for o in ops)
+    assert [o["self_s"] for o in ops] == sorted((o["self_s"] for o in ops), reverse=True)
+    assert 0 < sum(o["share"] for o in ops) <= 1.0 + 1e-9
+    assert any("conv" in o["op"] for o in ops)  # the convolutions are among the costliest operators
+    assert report["precision"] == "fp32" and report["channels_last"] is True  # the CPU default
+    assert report["total_s"] > 0 and set(report["parts_s"]) == {"unet", "generator"}
+    assert f"| `{ops[0]['op']}` |" in bench.to_markdown(report)
+    with pytest.raises(SystemExit):
+        bench.main(["--size", "33"])
+    assert "--size must be an even number" in capsys.readouterr().err
