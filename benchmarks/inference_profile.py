@@ -18,7 +18,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as _dt
 import json
 import sys
@@ -80,8 +79,7 @@ def _part_times(seg: InferenceSegmenter, x: torch.Tensor) -> dict[str, float]:
     if seg.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     steps = torch.zeros(x.shape[0], dtype=torch.long)
-    amp = torch.autocast("cpu", dtype=torch.bfloat16) if seg.precision == "bf16" else contextlib.nullcontext()
-    with torch.inference_mode(), amp:
+    with torch.inference_mode(), seg._autocast(x.device):  # the segmenter's own precision rule
         for _ in range(2):  # the second round is timed (the first warms this call pattern up)
             start = time.perf_counter()
             eps = nets.unet(x, steps)
@@ -125,6 +123,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = p.parse_args(argv)
     if args.size < 2 or args.size % 2:
         p.error(f"--size must be an even number >= 2, got {args.size}")
+    if args.batch < 1 or args.top < 1 or args.threads < 0:
+        p.error(f"--batch and --top must be >= 1 and --threads >= 0, got {args.batch}, {args.top}, {args.threads}")
     report = profile_call(args)
     text = to_markdown(report)
     print(text)

@@ -312,3 +312,6 @@ def test_inference_profile_benchmark_smoke(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--size", "33"])
     assert "--size must be an even number" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["--top", "0"])
+    assert "--batch and --top must be >= 1" in capsys.readouterr().err
